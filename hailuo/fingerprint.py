@@ -1,0 +1,39 @@
+"""A stable identity for a request: the basis of cache keys and idempotency keys.
+
+Why not hash the request as given: a local path and the same bytes as a data URL are the
+same paid request, and two paths to different bytes are not. Images are therefore
+identified by content hash (URLs by the URL itself). Secrets never enter: the request
+model holds no key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from hailuo.capabilities import Provider
+from hailuo.images import image_fingerprint
+from hailuo.models import VideoRequest
+
+IMAGE_FIELDS = ("first_frame_image", "last_frame_image", "subject_reference")
+
+
+def canonical_request(request: VideoRequest) -> dict[str, object]:
+    """The request as plain data with images replaced by their fingerprints."""
+    data = request.model_dump(mode="json")
+    for name in IMAGE_FIELDS:
+        if data.get(name):
+            data[name] = image_fingerprint(data[name], field=name)
+    return data
+
+
+def request_fingerprint(request: VideoRequest, provider: Provider | str, take: int = 1) -> str:
+    """sha256 over (canonical request, provider, model, take). Same inputs, same value."""
+    payload = {
+        "request": canonical_request(request),
+        "provider": str(Provider(provider)),
+        "model": request.model,
+        "take": take,
+    }
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()

@@ -70,6 +70,8 @@ class InvalidRequestError(HailuoError, ValueError):
     """
 
     def __init__(self, message: str, *, field: str | None = None, **kw: Any) -> None:
+        if field and not message.startswith(field):
+            message = f"{field}: {message}"  # every message names its field first
         super().__init__(message, field=field, **kw)
         self.field = field
 

@@ -115,9 +115,12 @@ class VideoRequest(BaseModel):
 
     def validate_for(self, provider: Provider | str) -> VideoRequest:
         """Check against the capability table; return a copy with defaults filled in."""
+        from hailuo.prompts import normalise_prompt  # prompts imports this module
+
         cap = self.capability(provider)
         if self.mode is Mode.TEXT_TO_VIDEO and not (self.prompt and self.prompt.strip()):
             raise InvalidRequestError("prompt is required for text-to-video", field="prompt")
+        prompt = normalise_prompt(self.prompt) if self.prompt else self.prompt
         if self.subject_reference and (self.first_frame_image or self.last_frame_image):
             raise InvalidRequestError(
                 "subject_reference cannot be combined with first/last frame images",
@@ -132,7 +135,8 @@ class VideoRequest(BaseModel):
                         f"{name} {value!r} is not adjustable for {self.model}; it is always "
                         f"{fixed}", field=name,
                     )
-            return self.model_copy(update={"resolution": None, "duration": None})
+            return self.model_copy(update={"resolution": None, "duration": None,
+                                           "prompt": prompt})
         resolution = self.resolution or cap.default_resolution
         if resolution not in cap.options:
             raise InvalidRequestError(
@@ -153,7 +157,8 @@ class VideoRequest(BaseModel):
                 msg = (f"duration {duration} s is not available for {self.model} on "
                        f"{cap.provider}; allowed: {', '.join(map(str, cap.durations))} s")
             raise InvalidRequestError(msg, field="duration")
-        return self.model_copy(update={"resolution": resolution, "duration": duration})
+        return self.model_copy(update={"resolution": resolution, "duration": duration,
+                                       "prompt": prompt})
 
     def output_duration(self, provider: Provider | str) -> int:
         req = self.validate_for(provider)

@@ -27,7 +27,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -158,16 +159,24 @@ class HailuoClient:
         self._dl.close()
 
     # ----------------------------------------------------------------- helpers
-    def _scrub(self, text: str) -> str:
-        key = self._key.get_secret_value()
-        return text.replace(key, "***") if key else text
-
     def _json(self, response: httpx.Response) -> Any:
         try:
             response.read()
-            return json.loads(self._scrub(response.text)) if response.content else {}
+            return json.loads(response.text) if response.content else {}
         except ValueError:
-            return {"_raw": self._scrub(response.text[:200])}
+            return {"_raw": response.text[:200]}
+
+    @contextmanager
+    def _scrubbed(self) -> Iterator[None]:
+        """Errors built from provider answers never carry the key, even if echoed back."""
+        try:
+            yield
+        except errors.HailuoError as exc:
+            key = self._key.get_secret_value()
+            if key in exc.message:
+                exc.message = exc.message.replace(key, "***")
+                exc.args = (exc.message,)
+            raise
 
     def _delay(self, attempt: int, retry_after: float | None = None) -> float:
         base = min(self.max_backoff, self.backoff * 2 ** attempt)
@@ -236,8 +245,9 @@ class HailuoClient:
                     request_fingerprint=fingerprint) from None
             retry_after = _retry_after(response)
             try:
-                job = self.dialect.parse_submit(response.status_code, self._json(response),
-                                                retry_after)
+                with self._scrubbed():
+                    job = self.dialect.parse_submit(response.status_code, self._json(response),
+                                                    retry_after)
             except errors.RateLimitedError as exc:
                 if rate_waits >= self.max_rate_limit_waits:
                     raise
@@ -271,13 +281,14 @@ class HailuoClient:
         """The task's current state; for a completed task, with download links."""
         path, params = self.dialect.status_call(task_id)
         response = self._get(path, params)
-        job = self.dialect.parse_status(task_id, response.status_code, self._json(response),
-                                        _retry_after(response))
-        file_call = self.dialect.file_call(job)
-        if file_call:
-            response = self._get(*file_call)
-            job = self.dialect.parse_file(job, response.status_code, self._json(response),
-                                          _retry_after(response))
+        with self._scrubbed():
+            job = self.dialect.parse_status(task_id, response.status_code,
+                                            self._json(response), _retry_after(response))
+            file_call = self.dialect.file_call(job)
+            if file_call:
+                response = self._get(*file_call)
+                job = self.dialect.parse_file(job, response.status_code, self._json(response),
+                                              _retry_after(response))
         return job
 
     def parse_callback(self, body: Any, task_id: str | None = None) -> Job:

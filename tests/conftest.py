@@ -7,6 +7,11 @@ import os
 import tempfile
 from pathlib import Path
 
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
 # Prefect reads its settings at import: point everything it persists at a throw-away
 # folder before any test module imports it (results survive between runs otherwise).
 _PREFECT_HOME = tempfile.mkdtemp(prefix="hailuo-tests-prefect-")
@@ -15,11 +20,6 @@ os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(Path(_PREFECT_HOME) / "storage")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.pop("PREFECT_API_URL", None)
-
-import av
-import numpy as np
-import pytest
-from PIL import Image
 
 
 def encode_mp4(width: int = 64, height: int = 48, frames: int = 12, fps: int = 12) -> bytes:

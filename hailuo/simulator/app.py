@@ -1,0 +1,403 @@
+"""The HTTP face of the simulator: both providers' routes, faults, auth, the admin API.
+
+Why the order of checks in ``Exchange.begin`` (drop, slow, auth, 5xx) and then, for a
+submit, replay -> rate limit -> validation: a dropped connection happens before the
+provider sees anything; an idempotent replay must return the original task without
+spending quota; and the provider counts a request against the rate limit before it
+looks at the body. Every request is logged with a sha256 of its body and whether the
+key was accepted - never the key itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from pydantic import ValidationError
+from starlette.responses import JSONResponse, Response
+
+from hailuo.capabilities import Provider
+from hailuo.simulator.config import SimulatorConfig
+from hailuo.simulator.core import Simulator
+from hailuo.simulator.downloads import FileStream, cdn_error
+from hailuo.simulator.faults import (
+    apimart_error,
+    minimax_base,
+    minimax_error,
+    server_error_body,
+)
+from hailuo.simulator.state import Phase, Replay, Task
+from hailuo.simulator.transport import DropConnection
+from hailuo.simulator.validation import Rejected, parse_submission
+
+request_log = logging.getLogger("hailuo.simulator.requests")
+
+APIMART, MINIMAX = Provider.APIMART, Provider.MINIMAX
+
+
+class Exchange:
+    """One request's journey: early faults, auth, the answer, and its log entry."""
+
+    def __init__(self, sim: Simulator, request: Request, provider: Provider | None,
+                 kind: str) -> None:
+        self.sim = sim
+        self.request = request
+        self.provider = provider
+        self.kind = kind
+        self.who: str | None = None
+        self.faults: list[str] = []
+        self.entry: dict[str, Any] = {
+            "time": time.time(), "method": request.method, "path": request.url.path,
+            "query": _safe_query(request), "provider": str(provider) if provider else None,
+            "kind": kind, "status": None, "code": None, "task_id": None,
+            "idempotency_key": request.headers.get("idempotency-key"), "replay": False,
+            "accepted": False, "fault": None, "body_sha256": None, "auth": None,
+        }
+
+    @property
+    def base_url(self) -> str:
+        return str(self.request.base_url).rstrip("/")
+
+    async def begin(self) -> Response | DropConnection | None:
+        """Faults that strike before the provider looks at the request, then auth."""
+        config = self.sim.config
+        if self.sim.dice.roll("drop_before", config.drop_before_rate):
+            return self.drop("dropped_before")
+        if config.slow_seconds > 0:
+            self.faults.append("slow")
+            await asyncio.sleep(config.slow_seconds)
+        denied = self._authenticate()
+        if denied is not None:
+            return denied
+        if self.sim.dice.roll("error_rate", config.error_rate):
+            status = self.sim.dice.choice("error_status", [500, 502, 503])
+            self.faults.append("server_error")
+            assert self.provider is not None
+            return self.reply(server_error_body(self.provider, status), status)
+        return None
+
+    def _authenticate(self) -> Response | None:
+        header = self.request.headers.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        key = key.strip() if scheme.lower() == "bearer" else ""
+        accepted = self.sim.config.accepted_keys
+        if not key:
+            self.entry["auth"] = "missing"
+        elif accepted is None or any(hmac.compare_digest(key.encode(), k.encode())
+                                     for k in accepted):
+            self.entry["auth"] = "accepted"
+            self.who = hashlib.sha256(key.encode()).hexdigest()[:16]
+            return None
+        else:
+            self.entry["auth"] = "rejected"
+        if self.provider is APIMART:
+            return self.reply(apimart_error(401, "Invalid API key", "authentication_error"), 401)
+        code = 1004 if self.entry["auth"] == "missing" else 2049
+        return self.reply(minimax_error(code))
+
+    def rate_limit(self, bucket: str, limit: int | None) -> Response | None:
+        assert self.who is not None
+        wait = self.sim.state.limiter.check(self.who, bucket, limit, time.time())
+        if wait is None:
+            return None
+        self.faults.append("rate_limited")
+        headers = {"Retry-After": str(int(wait))}
+        if self.provider is APIMART:
+            body = apimart_error(429, f"Rate limit exceeded: {limit} requests per minute",
+                                 "rate_limit_error")
+            return self.reply(body, 429, headers)
+        return self.reply(minimax_error(1002, f"rate limit exceeded ({limit} RPM)"), 200, headers)
+
+    def invalid(self, message: str, *, status: int = 400, type_: str = "invalid_request_error",
+                **minimax_extra: Any) -> Response:
+        """The provider's "bad request" (APIMart HTTP 400, MiniMax 200 + code 2013)."""
+        if self.provider is APIMART:
+            return self.reply(apimart_error(status, message, type_), status)
+        return self.reply(minimax_error(2013, f"invalid params, {message}", **minimax_extra))
+
+    def reply(self, body: dict[str, Any], status: int = 200,
+              headers: dict[str, str] | None = None) -> Response:
+        self.entry["code"] = _provider_code(body)
+        self.finish(status)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    def drop(self, fault: str) -> DropConnection:
+        self.faults.append(fault)
+        self.finish(None)
+        return DropConnection()
+
+    def finish(self, status: int | None) -> None:
+        entry = self.entry
+        entry["status"] = status
+        entry["fault"] = ",".join(self.faults) or None
+        entry["duration"] = round(time.time() - entry["time"], 4)
+        self.sim.state.log(entry)
+        request_log.info(
+            "%s %s -> %s [%s%s]%s%s%s", entry["method"], entry["path"],
+            status if status is not None else "(connection closed)", entry["kind"],
+            f" code={entry['code']}" if entry["code"] not in (None, 0, 200) else "",
+            f" task={entry['task_id']}" if entry["task_id"] else "",
+            " replay" if entry["replay"] else "",
+            f" fault={entry['fault']}" if entry["fault"] else "",
+        )
+
+
+def _safe_query(request: Request) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items() if k != "sig"}
+
+
+def _provider_code(body: dict[str, Any]) -> int | None:
+    if "base_resp" in body:
+        return body["base_resp"].get("status_code")
+    if "error" in body and isinstance(body["error"], dict):
+        return body["error"].get("code")
+    return body.get("code")
+
+
+def _canonical_hash(body: Any) -> str:
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"))
+                          .encode()).hexdigest()
+
+
+def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
+    """The simulator as an ASGI app (serve it with ``run_simulator`` or the CLI, which
+    install the protocol that makes dropped connections real)."""
+    config = (config or SimulatorConfig()).updated(**knobs) if knobs else (
+        config or SimulatorConfig())
+    sim = Simulator(config)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):  # noqa: ANN202
+        await sim.start()
+        try:
+            yield
+        finally:
+            await sim.stop()
+
+    app = FastAPI(title="Hailuo simulator (APIMart + MiniMax)", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.sim = sim
+    idem_locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    # -- submit ----------------------------------------------------------------------
+    async def submit(request: Request, provider: Provider) -> Response | DropConnection:
+        ex = Exchange(sim, request, provider, "submit")
+        early = await ex.begin()
+        if early is not None:
+            return early
+        raw = await request.body()
+        ex.entry["body_sha256"] = hashlib.sha256(raw).hexdigest()
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            return ex.invalid("request body is not valid JSON", task_id="")
+        key = request.headers.get("idempotency-key") if provider is APIMART else None
+        if not key:
+            return await accept(ex, provider, body, None)
+        assert ex.who is not None
+        lock = idem_locks.setdefault((ex.who, key), asyncio.Lock())
+        async with lock:  # concurrent retries with one key must not both create tasks
+            replay = sim.state.replays.get((ex.who, key))
+            if replay is not None:
+                if replay.body_hash != _canonical_hash(body):
+                    return ex.invalid("Idempotency-Key was already used with a different "
+                                      "request body", status=409, type_="idempotency_error")
+                ex.entry.update(replay=True, task_id=replay.task_id)
+                return ex.reply(replay.response)
+            return await accept(ex, provider, body, key)
+
+    async def accept(ex: Exchange, provider: Provider, body: Any,
+                     key: str | None) -> Response | DropConnection:
+        limited = ex.rate_limit("submit", sim.config.rpm)
+        if limited is not None:
+            return limited
+        try:
+            sub = await parse_submission(provider, body, client=sim.client,
+                                         fetch_timeout=sim.config.image_fetch_timeout)
+        except Rejected as exc:
+            return ex.invalid(exc.message, task_id="")
+        task = sim.create_task(sub, base_url=ex.base_url, idempotency_key=key)
+        ex.entry.update(task_id=task.id, accepted=True)
+        if provider is APIMART:
+            answer = sim.apimart_submit_body(task)
+        else:
+            answer = {"task_id": task.id, "base_resp": minimax_base(0)}
+        if key is not None:
+            assert ex.who is not None
+            sim.state.replays[(ex.who, key)] = Replay(_canonical_hash(body), task.id, answer)
+        if sim.dice.roll("drop_after_submit", sim.config.drop_after_submit_rate):
+            return ex.drop("dropped_after_submit")
+        return ex.reply(answer)
+
+    @app.post("/v1/videos/generations")
+    async def apimart_submit(request: Request) -> Any:
+        return await submit(request, APIMART)
+
+    @app.post("/v1/video_generation")
+    async def minimax_submit(request: Request) -> Any:
+        return await submit(request, MINIMAX)
+
+    # -- status and files ------------------------------------------------------------
+    async def lookup(request: Request, provider: Provider, kind: str
+                     ) -> tuple[Exchange, Response | DropConnection | None]:
+        ex = Exchange(sim, request, provider, kind)
+        early = await ex.begin()
+        if early is None:
+            early = ex.rate_limit("status", sim.config.status_rpm)
+        return ex, early
+
+    @app.get("/v1/tasks/{task_id}")
+    async def apimart_status(task_id: str, request: Request) -> Any:
+        ex, early = await lookup(request, APIMART, "status")
+        if early is not None:
+            return early
+        ex.entry["task_id"] = task_id
+        task = sim.state.task(task_id, APIMART)
+        if task is None:
+            return ex.invalid(f"Task {task_id} not found", status=404, type_="not_found_error")
+        return ex.reply(sim.apimart_status_body(task, ex.base_url))
+
+    @app.get("/v1/query/video_generation")
+    async def minimax_query(request: Request) -> Any:
+        ex, early = await lookup(request, MINIMAX, "status")
+        if early is not None:
+            return early
+        task_id = request.query_params.get("task_id", "")
+        ex.entry["task_id"] = task_id or None
+        task = sim.state.task(task_id, MINIMAX) if task_id else None
+        if task is None:
+            reason = "task not found" if task_id else "task_id is required"
+            return ex.reply({"task_id": task_id, "status": "",
+                             "base_resp": minimax_base(2013, f"invalid params, {reason}")})
+        return ex.reply(sim.minimax_query_body(task))
+
+    @app.get("/v1/files/retrieve")
+    async def minimax_file(request: Request) -> Any:
+        ex, early = await lookup(request, MINIMAX, "file")
+        if early is not None:
+            return early
+        file_id = request.query_params.get("file_id", "")
+        task = sim.state.task_by_file_id(file_id) if file_id else None
+        if task is not None:
+            ex.entry["task_id"] = task.id
+        if task is None or task.phase()[0] is not Phase.COMPLETED:
+            return ex.reply(minimax_error(2013, "invalid params, file not found"))
+        return ex.reply(sim.minimax_file_body(task, ex.base_url))
+
+    # -- downloads -------------------------------------------------------------------
+    async def download(request: Request, route: str, token: str) -> Any:
+        ex = Exchange(sim, request, None, "download")
+        task = sim.state.task_by_token(token)
+        if task is not None:
+            ex.entry.update(task_id=task.id, provider=str(task.provider))
+        problem = sim.check_signature(route, token, request.query_params.get("expires"),
+                                      request.query_params.get("sig"))
+        if problem == "bad_signature":
+            ex.faults.append(problem)
+            ex.finish(403)
+            return cdn_error(403, "SignatureDoesNotMatch", "The request signature does not "
+                             "match.")
+        if problem == "link_expired":
+            ex.faults.append(problem)
+            ex.finish(410)
+            return cdn_error(410, "AccessDenied", "Request has expired")
+        if task is None or task.path is None or not task.path.exists():
+            ex.finish(404)
+            return cdn_error(404, "NoSuchKey", "The specified key does not exist.")
+        truncate = request.method == "GET" and sim.dice.roll("truncate",
+                                                             sim.config.truncate_rate)
+        stream = FileStream(task.path, method=request.method,
+                            range_header=request.headers.get("range"), truncate=truncate)
+        if truncate:
+            ex.faults.append("truncated")
+        ex.finish(stream.status_code)
+        return stream
+
+    @app.api_route("/download/{token}.mp4", methods=["GET", "HEAD"])
+    async def download_primary(token: str, request: Request) -> Any:
+        return await download(request, "download", token)
+
+    @app.api_route("/download-backup/{token}.mp4", methods=["GET", "HEAD"])
+    async def download_backup(token: str, request: Request) -> Any:
+        return await download(request, "backup", token)
+
+    # -- admin -----------------------------------------------------------------------
+    def admin(request: Request, body: Any, status: int = 200) -> Response:
+        ex = Exchange(sim, request, None, "admin")
+        ex.finish(status)
+        return JSONResponse(body, status_code=status)
+
+    @app.get("/_sim/health")
+    async def health(request: Request) -> Any:
+        return admin(request, {"ok": True})
+
+    @app.get("/_sim/requests")
+    async def requests_log(request: Request) -> Any:
+        return admin(request, sim.state.request_log(request.query_params.get("kind")))
+
+    @app.get("/_sim/callbacks")
+    async def callbacks_log(request: Request) -> Any:
+        return admin(request, sim.state.callback_log())
+
+    @app.get("/_sim/config")
+    async def get_config(request: Request) -> Any:
+        return admin(request, sim.config.public())
+
+    @app.post("/_sim/config")
+    async def set_config(request: Request) -> Any:
+        try:
+            knobs = await request.json()
+            if not isinstance(knobs, dict):
+                raise ValueError("expected a JSON object of knobs")
+            sim.configure(**knobs)
+        except ValidationError as exc:
+            return admin(request, {"error": json.loads(exc.json())}, 400)
+        except ValueError as exc:
+            return admin(request, {"error": str(exc)}, 400)
+        return admin(request, sim.config.public())
+
+    @app.post("/_sim/reset")
+    async def reset(request: Request) -> Any:
+        tasks = request.query_params.get("tasks", "").lower() in ("1", "true", "yes")
+        sim.state.reset(tasks=tasks)
+        return admin(request, {"reset": True, "tasks": tasks})
+
+    @app.get("/_sim/tasks")
+    async def list_tasks(request: Request) -> Any:
+        with sim.state.lock:
+            tasks = list(sim.state.tasks.values())
+        return admin(request, [t.to_admin() for t in tasks])
+
+    @app.get("/_sim/tasks/{task_id}")
+    async def get_task(task_id: str, request: Request) -> Any:
+        task = sim.state.task(task_id)
+        if task is None:
+            return admin(request, {"error": "no such task"}, 404)
+        return admin(request, task.to_admin())
+
+    @app.post("/_sim/tasks/{task_id}/complete-now")
+    async def complete_now(task_id: str, request: Request) -> Any:
+        task = sim.state.task(task_id)
+        if task is None:
+            return admin(request, {"error": "no such task"}, 404)
+        await finish_now(task)
+        return admin(request, task.to_admin())
+
+    async def finish_now(task: Task) -> None:
+        """End the simulated wait now and wait (bounded) for the file to exist."""
+        with sim.state.lock:
+            task.forced_at = time.time()
+        if task.future is not None:
+            # A failed render fails the task; its state says so, nothing to raise here.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.wrap_future(task.future), 120)
+
+    return app

@@ -105,7 +105,10 @@ class Simulator:
         if self.sender is not None:
             await self.sender.close()
         if self.renderer is not None:
-            await asyncio.to_thread(self.renderer.shutdown)
+            try:
+                await asyncio.to_thread(self.renderer.shutdown)
+            except RuntimeError:  # at interpreter exit no new threads: stop inline
+                self.renderer.shutdown()
         if self.client is not None:
             await self.client.aclose()
         if self._tmp is not None:

@@ -1,0 +1,143 @@
+"""``HailuoCredentials``: provider, base URL and the API key, handing out a ``HailuoClient``.
+
+The key lives either in this block's own ``SecretStr`` field or, preferably, in a Prefect
+``Secret`` block referenced by name (default ``hailuo-api-key``), so operators rotate it
+in one place. Either way it is read only inside ``get_client()`` and never returned,
+logged, or put into task inputs or results: tasks receive the block's *name* and build
+their client themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from prefect.blocks.core import Block
+from prefect.blocks.system import Secret
+from pydantic import BaseModel, Field, SecretStr
+
+from hailuo.client import HailuoClient
+from hailuo.errors import AuthenticationError
+from hailuo.providers import DEFAULT_BASE_URLS
+
+DEFAULT_SECRET_BLOCK = "hailuo-api-key"
+
+
+class HailuoCredentials(Block):
+    """Connection settings for MiniMax Hailuo through APIMart or MiniMax's own API.
+
+    Example:
+        ```python
+        from blocks import HailuoCredentials
+        from hailuo.models import VideoRequest
+
+        hailuo_credentials = HailuoCredentials.load("BLOCK_NAME")
+        with hailuo_credentials.get_client() as client:
+            job = client.submit(VideoRequest(prompt="[Pan left] a lighthouse at dusk"))
+        ```
+    """
+
+    _block_type_name = "Hailuo Credentials"
+    _block_type_slug = "hailuo-credentials"
+    _logo_url = "https://images.ctfassets.net/gm98wzqotmnx/4CD4wwbiIKPkZDt4U3TEuW/c112fe85653da054b6d5334ef662bec4/prefect.png?h=250"  # noqa: E501
+    _description = "Provider, base URL and API key for MiniMax Hailuo video generation."
+    _documentation_url = "https://github.com/prefect-hailuo/prefect-hailuo#readme"
+
+    provider: Literal["apimart", "minimax"] = Field(
+        default="apimart",
+        description="Which API dialect to speak: 'apimart' (api.apimart.ai) or 'minimax' "
+        "(MiniMax's own API, api.minimax.io / api.minimaxi.com).",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="API base URL. Empty means the provider's public URL; set it to a local "
+        "simulator (e.g. http://127.0.0.1:8123) to try pipelines without paying.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="The API key itself. Prefer api_key_secret_block so the key lives in one "
+        "Secret block; if both are set, this field wins.",
+    )
+    api_key_secret_block: str | None = Field(
+        default=DEFAULT_SECRET_BLOCK,
+        description="Name of a Prefect Secret block holding the API key.",
+    )
+    request_timeout_seconds: float = Field(
+        default=30.0, gt=0,
+        description="Timeout for each API call in seconds (connect timeout 10 s).",
+    )
+    max_retries: int = Field(
+        default=4, ge=0,
+        description="Retries of idempotent calls on 408/429/5xx and transport errors. Submits "
+        "are only retried when that cannot pay twice.",
+    )
+
+    def _key(self) -> SecretStr:
+        if self.api_key is not None:
+            return self.api_key
+        if not self.api_key_secret_block:
+            raise AuthenticationError("no API key: set api_key or api_key_secret_block")
+        try:
+            secret = Secret.load(self.api_key_secret_block)
+        except ValueError:
+            raise AuthenticationError(
+                f"no Secret block named {self.api_key_secret_block!r}: create it with "
+                "`python -m deployments.setup --api-key-env HAILUO_API_KEY` or in the UI"
+            ) from None
+        # Secret.get() json-decodes (a numeric key would come back as an int): read raw.
+        raw = secret.value
+        raw = raw.get_secret_value() if hasattr(raw, "get_secret_value") else raw
+        return SecretStr(str(raw))
+
+    def get_client(self) -> HailuoClient:
+        """A configured client; the caller closes it (it is a context manager)."""
+        return HailuoClient(
+            self.provider,
+            api_key=self._key(),
+            base_url=self.base_url,
+            timeout=self.request_timeout_seconds,
+            max_retries=self.max_retries,
+        )
+
+
+EMBEDDED_KEY = "embedded-simulator-key"
+
+
+class HailuoConnection(BaseModel):
+    """What tasks receive instead of a client or a key: enough to build a client.
+
+    It is hashable plain data (so it can sit in task inputs and cache keys) and holds no
+    secret: the key is loaded from the named block inside ``client()``.
+    """
+
+    credentials_block: str | None = Field(
+        None, description="Saved HailuoCredentials block; None means the embedded simulator.")
+    provider: Literal["apimart", "minimax"] = "apimart"
+    base_url: str
+
+    @property
+    def simulated(self) -> bool:
+        return self.credentials_block is None
+
+    def client(self) -> HailuoClient:
+        if self.credentials_block is None:
+            return HailuoClient(self.provider, api_key=EMBEDDED_KEY, base_url=self.base_url)
+        creds = HailuoCredentials.load(self.credentials_block)
+        return creds.model_copy(update={"base_url": self.base_url}).get_client()
+
+
+def resolve_connection(
+    credentials_block: str | None, provider: Literal["apimart", "minimax"] = "apimart"
+) -> HailuoConnection:
+    """Load the named credentials block, or start the embedded simulator when none is named.
+
+    Why a simulator by default: a fresh machine with no key can run every flow end to end,
+    and nothing is ever paid by accident. ``provider`` only applies to the simulator.
+    """
+    if credentials_block is None:
+        from hailuo.simulator.embedded import embedded_simulator
+
+        return HailuoConnection(provider=provider, base_url=embedded_simulator().base_url)
+    creds = HailuoCredentials.load(credentials_block)
+    base_url = creds.base_url or DEFAULT_BASE_URLS[creds.provider]  # type: ignore[index]
+    return HailuoConnection(credentials_block=credentials_block, provider=creds.provider,
+                            base_url=base_url.rstrip("/"))

@@ -1,0 +1,67 @@
+"""``generate_batch``: many clips with bounded concurrency and the shared submit rate limit."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from blocks.credentials import HailuoConnection, resolve_connection
+from flows.models import BatchResult, ClipResult, ClipSpec, Destination, GenerationOptions
+from flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
+
+
+@task(name="generate-clip", cache_policy=NO_CACHE, task_run_name="clip-{index}")
+def generate_clip(index: int, spec: ClipSpec, connection: HailuoConnection,
+                  options: GenerationOptions, destination: Destination) -> ClipResult:
+    """One clip of a batch (its submit/wait/download/upload run as nested tasks)."""
+    return run_clip(spec, connection, options, destination)
+
+
+@flow(name="hailuo-generate-batch", log_prints=True)
+def generate_batch(
+    clips: list[ClipSpec],
+    options: GenerationOptions = GenerationOptions(),
+    destination: Destination = Destination(),
+    credentials_block: str | None = None,
+    max_concurrency: int = 8,
+    allow_failures: bool = False,
+) -> BatchResult:
+    """Generate many clips at once.
+
+    At most ``max_concurrency`` clips are in flight; each submit first takes a slot of the
+    ``hailuo-submit`` global rate limit when it exists (see deployments/setup.py), so any
+    number of workers together respect the provider's requests-per-minute. Every clip is
+    validated and the whole batch's cost checked before the first submit. One clip failing
+    does not stop the others; the run fails at the end listing the failures (or, with
+    ``allow_failures``, returns them in the result), and a re-run only redoes what did not
+    finish.
+    """
+    logger = get_run_logger()
+    connection = resolve_connection(credentials_block, options.provider)
+    specs = [resolve_inputs(s, destination) for s in clips]
+    named = [s if s.name else s.model_copy(update={"name": f"clip-{i + 1:03d}"})
+             for i, s in enumerate(specs)]
+    guard_cost([s.to_request(options) for s in named], connection.provider,
+               options.max_cost_usd)
+    results: list[ClipResult] = []
+    failed: dict[str, str] = {}
+    with ThreadPoolTaskRunner(max_workers=max(1, max_concurrency)) as runner:
+        futures = [runner.submit(generate_clip, {"index": i, "spec": s, "connection": connection,
+                                                 "options": options, "destination": destination})
+                   for i, s in enumerate(named)]
+        for spec, future in zip(named, futures, strict=True):
+            try:
+                results.append(future.result())
+            except Exception as exc:  # noqa: BLE001 - reported per clip, raised below
+                failed[spec.name or "?"] = f"{type(exc).__name__}: {exc}"
+                logger.error("clip %s failed: %s", spec.name, failed[spec.name or "?"])
+    if results:
+        publish_artifacts(results, "batch")
+    total = sum((Decimal(str(r.cost_usd)) for r in results), Decimal("0"))
+    if failed and not allow_failures:
+        raise RuntimeError(f"{len(failed)} of {len(named)} clips failed: "
+                           + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    return BatchResult(clips=results, failed=failed, total_cost_usd=float(total))

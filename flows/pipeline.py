@@ -1,0 +1,141 @@
+"""One clip from request to verified file: the composition every flow shares.
+
+submit (cached) -> wait (never cached) -> download (keyed by task id) -> thumbnail ->
+manifest -> S3 (skipped when identical). A re-run walks the same path and pays nothing:
+the submit cache returns the same task id, the wait sees it completed, the download finds
+the verified file. A provider-side failure is resubmitted by policy with ``resubmit_of``
+in the cache key, so even the resubmit is found again by a re-run.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger
+from prefect.artifacts import create_image_artifact, create_link_artifact, create_table_artifact
+from prefect.runtime import flow_run
+
+from blocks.credentials import HailuoConnection
+from flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
+from hailuo import pricing
+from hailuo.errors import CostLimitExceededError, GenerationFailedError
+from hailuo.fingerprint import canonical_request
+from hailuo.models import VideoRequest, utcnow
+from tasks.generation import submit_generation, wait_for_generation
+from tasks.media import download_video, make_thumbnail
+from tasks.storage import fetch_input_image, upload_to_s3
+
+
+def resolve_inputs(spec: ClipSpec, destination: Destination) -> ClipSpec:
+    """Fetch s3:// image inputs to local files (other inputs are left as they are)."""
+    updates = {}
+    for name in ("first_frame_image", "last_frame_image", "subject_reference"):
+        value = getattr(spec, name)
+        if value and value.startswith("s3://"):
+            updates[name] = fetch_input_image(value, destination.s3_bucket_block)
+    return spec.model_copy(update=updates) if updates else spec
+
+
+def guard_cost(requests: list[VideoRequest], provider: str, max_cost_usd: float | None
+               ) -> Decimal:
+    """Validate every request and refuse before any submit when the estimate is too high."""
+    total = sum((pricing.estimate(r, provider) for r in requests), Decimal("0"))
+    if max_cost_usd is not None and total > Decimal(str(max_cost_usd)):
+        raise CostLimitExceededError(
+            f"estimated cost ${total} for {len(requests)} clip(s) exceeds max_cost_usd "
+            f"${max_cost_usd}; nothing was submitted", field="max_cost_usd")
+    return total
+
+
+def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOptions,
+             destination: Destination) -> ClipResult:
+    """Generate one clip end to end (inside a flow or a task)."""
+    logger = get_run_logger()
+    request = spec.to_request(options).validate_for(connection.provider)
+    take = spec.take or options.take
+    job = submit_generation(request, connection, take=take)
+    resubmits = 0
+    while True:
+        try:
+            done = wait_for_generation(job, connection, timeout_seconds=options.timeout_seconds)
+            break
+        except GenerationFailedError as exc:
+            if not exc.resubmittable or resubmits >= options.max_resubmits:
+                raise
+            resubmits += 1
+            logger.warning("task %s failed (%s); resubmitting (%d of %d)", job.task_id,
+                           exc, resubmits, options.max_resubmits)
+            job = submit_generation(request, connection, take=take, resubmit_of=job.task_id)
+    video = download_video(done, connection, output_dir=destination.output_dir)
+    thumb = make_thumbnail(str(video.path))
+    quote = pricing.quote(request, connection.provider)
+    manifest: dict[str, Any] = {
+        "name": spec.name,
+        "request": canonical_request(request),
+        "mode": request.mode.value,
+        "provider": connection.provider,
+        "model": request.model,
+        "simulated": connection.simulated,
+        "task_id": done.task_id,
+        "sha256": video.sha256,
+        "size": video.size,
+        "duration": video.duration,
+        "width": video.width,
+        "height": video.height,
+        "fps": video.fps,
+        "frames": video.frames,
+        "resolution": request.output_resolution(connection.provider),
+        "cost_estimate_usd": str(quote.usd),
+        "cost_basis": quote.basis,
+        "provider_reported_cost": done.cost,
+        "resubmits": resubmits,
+        "timestamps": {
+            "submitted_at": done.submitted_at,
+            "completed_seen_at": done.updated_at,
+            "manifest_written_at": utcnow(),
+        },
+        "prefect_flow_run_id": str(flow_run.id) if flow_run.id else None,
+    }
+    manifest_path = Path(video.path).with_suffix(".manifest.json")
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    uploaded = None
+    if destination.s3_bucket_block:
+        uploaded = upload_to_s3(video, json.loads(manifest_path.read_text()),
+                                destination.s3_bucket_block, prefix=destination.s3_prefix,
+                                provider=connection.provider, thumbnail_path=thumb,
+                                presign_seconds=destination.presign_seconds)
+    return ClipResult(
+        name=spec.name, task_id=done.task_id, provider=connection.provider, model=request.model,
+        prompt=request.prompt, resolution=manifest["resolution"], duration=video.duration,
+        width=video.width, height=video.height, local_path=str(video.path), sha256=video.sha256,
+        size=video.size, cost_usd=float(quote.usd), thumbnail_path=thumb,
+        manifest_path=str(manifest_path),
+        s3_uri=uploaded.s3_uri if uploaded else None,
+        manifest_uri=uploaded.manifest_uri if uploaded else None,
+        presigned_url=uploaded.presigned_url if uploaded else None,
+        thumbnail_url=uploaded.thumbnail_url if uploaded else None,
+        simulated=connection.simulated,
+    )
+
+
+def publish_artifacts(results: list[ClipResult], title: str) -> None:
+    """A table of the run's clips, a link per video, and thumbnails that live in S3."""
+    rows = [{
+        "clip": r.name or r.task_id, "prompt": (r.prompt or "")[:120], "model": r.model,
+        "resolution": r.resolution, "duration_s": round(r.duration, 2),
+        "cost_usd": f"{r.cost_usd:.2f}", "link": r.presigned_url or r.s3_uri or r.local_path,
+        "simulated": r.simulated,
+    } for r in results]
+    create_table_artifact(rows, key=None, description=f"{title}: {len(rows)} clip(s), "
+                          f"estimated ${sum(r.cost_usd for r in results):.2f}")
+    for result in results:
+        link = result.presigned_url or Path(result.local_path).resolve().as_uri()
+        create_link_artifact(link, link_text=f"{result.name or result.task_id}.mp4",
+                             description=f"{result.model} {result.resolution} "
+                             f"{result.duration:.1f}s (task {result.task_id})")
+        if result.thumbnail_url:
+            create_image_artifact(result.thumbnail_url,
+                                  description=f"thumbnail of {result.name or result.task_id}")

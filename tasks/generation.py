@@ -1,0 +1,124 @@
+"""Submit and wait: the two tasks where money is at stake.
+
+``submit_generation`` is cached on the request's identity — canonical request (images by
+content hash), provider, model, base URL, ``take`` and ``resubmit_of`` — never on the key.
+Its result (the provider's task id) is persisted the moment the provider answers, so a
+crashed or re-run flow gets the same task id back and waits for it instead of paying
+again. On APIMart the same identity also becomes the ``Idempotency-Key``, which closes the
+window between the provider's answer and Prefect persisting it.
+
+``wait_for_generation`` is never cached: a cached status is a stale status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import rate_limit
+
+from blocks.credentials import HailuoConnection
+from hailuo.errors import HailuoError, TimedOutError
+from hailuo.fingerprint import request_fingerprint
+from hailuo.models import Job, JobStatus, VideoRequest
+
+SUBMIT_RATE_LIMIT = "hailuo-submit"
+
+
+def submit_cache_key(context: Any, parameters: dict[str, Any]) -> str:
+    """The identity of a paid request. Deliberately excludes credentials."""
+    conn: HailuoConnection = parameters["connection"]
+    ident = request_fingerprint(parameters["request"], conn.provider, parameters.get("take", 1))
+    resubmit_of = parameters.get("resubmit_of") or "-"
+    return f"hailuo-submit-{ident}-{_short(conn.base_url)}-{resubmit_of}"
+
+
+def _short(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def retry_if_safe(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect retry condition: only errors the client marks ``retryable``; never a timeout
+    of the overall wait (that bound is the user's) and never an ambiguous submit."""
+    try:
+        state.result()
+    except TimedOutError:
+        return False
+    except HailuoError as exc:
+        return exc.retryable
+    except Exception:  # noqa: BLE001 - anything else is a bug, not a transient failure
+        return False
+    return False
+
+
+@task(
+    name="submit-generation",
+    cache_key_fn=submit_cache_key,
+    cache_expiration=timedelta(days=30),
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=[5, 20],
+    retry_condition_fn=retry_if_safe,
+    task_run_name="submit-{request.model}-take{take}",
+)
+def submit_generation(
+    request: VideoRequest,
+    connection: HailuoConnection,
+    take: int = 1,
+    resubmit_of: str | None = None,
+) -> Job:
+    """Submit one paid generation (cached: a re-run returns the same task id).
+
+    Takes a slot of the ``hailuo-submit`` global rate limit first when it exists, so many
+    workers together stay under the provider's requests-per-minute.
+
+    Args:
+        request: the validated-or-not request (validated again locally before sending).
+        connection: where to send it (no secret inside).
+        take: a deliberate new take of the same request gets a new number.
+        resubmit_of: the failed task id this submit replaces (a policy resubmit).
+    """
+    logger = get_run_logger()
+    ident = request_fingerprint(request, connection.provider, take)
+    key = f"hailuo-{ident[:40]}-{resubmit_of or 0}"
+    with connection.client() as client:
+        client.prepare(request)  # reject locally before taking a rate-limit slot
+        rate_limit(SUBMIT_RATE_LIMIT, strict=False)
+        job = client.submit(request, idempotency_key=key, take=take)
+    logger.info("submitted %s task %s (%s, %s)", connection.provider, job.task_id,
+                request.model, request.mode.value)
+    return job
+
+
+@task(
+    name="wait-for-generation",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=retry_if_safe,
+    task_run_name="wait-{job.task_id}",
+)
+def wait_for_generation(job: Job, connection: HailuoConnection,
+                        timeout_seconds: float = 1800.0) -> Job:
+    """Wait for a terminal status, updating a progress artifact; raise the typed error on
+    failure. A ``TimedOutError`` keeps the task id so a later run resumes it."""
+    logger = get_run_logger()
+    artifact = create_progress_artifact(
+        0.0, description=f"Hailuo task {job.task_id} ({connection.provider})")
+    last: dict[str, Any] = {"status": None, "progress": -1}
+
+    def on_update(current: Job) -> None:
+        progress = 100 if current.status is JobStatus.COMPLETED else (current.progress or 0)
+        if (current.status, progress) != (last["status"], last["progress"]):
+            logger.info("task %s: %s %s%%", current.task_id, current.status.value, progress)
+            update_progress_artifact(artifact, float(progress),
+                                     description=f"Hailuo task {current.task_id}: "
+                                     f"{current.status.value}")
+            last.update(status=current.status, progress=progress)
+
+    with connection.client() as client:
+        return client.wait(job, timeout=timeout_seconds, on_update=on_update)

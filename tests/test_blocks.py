@@ -1,0 +1,56 @@
+"""The credentials block: Prefect's block standard checks, key handling, registration."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
+from pydantic import SecretStr
+
+from blocks import HailuoCredentials
+from hailuo.errors import AuthenticationError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class TestHailuoCredentialsStandards(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self):
+        return HailuoCredentials
+
+    def test_has_a_valid_image(self, block) -> None:  # type: ignore[override]
+        pytest.skip("downloads the logo from the internet, which this machine cannot reach")
+
+
+def test_key_from_field_never_in_repr_or_dump():
+    creds = HailuoCredentials(api_key=SecretStr("sk-visible-nowhere"), base_url="http://x")
+    assert "sk-visible-nowhere" not in repr(creds)
+    assert "sk-visible-nowhere" not in creds.model_dump_json()
+    with creds.get_client() as client:
+        assert "sk-visible-nowhere" not in repr(client)
+
+
+@pytest.mark.prefect
+def test_key_from_secret_block_and_missing_block_error(prefect_harness):
+    from prefect.blocks.system import Secret
+
+    Secret(value="123456").save("numeric-key", overwrite=True)  # Secret.get() would give int
+    creds = HailuoCredentials(api_key_secret_block="numeric-key", base_url="http://x")
+    assert creds._key().get_secret_value() == "123456"
+    with pytest.raises(AuthenticationError, match="no Secret block named 'nope'"):
+        HailuoCredentials(api_key_secret_block="nope").get_client()
+
+
+@pytest.mark.prefect
+def test_block_registers_with_prefect_cli(prefect_harness):
+    import prefect.settings
+
+    env_url = prefect.settings.PREFECT_API_URL.value()
+    proc = subprocess.run([sys.executable, "-m", "prefect", "block", "register", "-m", "blocks"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**__import__("os").environ, "PREFECT_API_URL": env_url})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Hailuo Credentials" in proc.stdout

@@ -37,6 +37,13 @@ class GenerationOptions(BaseModel):
     max_resubmits: int = Field(
         2, ge=0, description="New submits after a provider-side failure (never for content "
         "rejections 1026/1027).")
+    callbacks: bool = Field(
+        False, description="Start a callback receiver in the flow process and give its URL to "
+        "the provider, so a finished render is noticed within about a second (polling stays "
+        "the fallback).")
+    callback_public_url: str | None = Field(
+        None, description="URL the provider can reach the receiver at (behind a proxy or "
+        "tunnel); empty uses the local address.")
     provider: Literal["apimart", "minimax"] = Field(
         "apimart", description="Dialect of the embedded simulator when no credentials block "
         "is given (a credentials block sets its own provider).")

@@ -24,6 +24,7 @@ from hailuo import pricing
 from hailuo.errors import CostLimitExceededError, GenerationFailedError
 from hailuo.fingerprint import canonical_request
 from hailuo.models import VideoRequest, utcnow
+from tasks.callbacks import shared_receiver
 from tasks.generation import submit_generation, wait_for_generation
 from tasks.media import download_video, make_thumbnail
 from tasks.storage import fetch_input_image, upload_to_s3
@@ -55,12 +56,16 @@ def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOp
     """Generate one clip end to end (inside a flow or a task)."""
     logger = get_run_logger()
     request = spec.to_request(options).validate_for(connection.provider)
+    if options.callbacks:
+        receiver = shared_receiver(options.callback_public_url)
+        request = request.model_copy(update={"callback_url": receiver.url_for()})
     take = spec.take or options.take
     job = submit_generation(request, connection, take=take)
     resubmits = 0
     while True:
         try:
-            done = wait_for_generation(job, connection, timeout_seconds=options.timeout_seconds)
+            done = wait_for_generation(job, connection, timeout_seconds=options.timeout_seconds,
+                                       use_callbacks=options.callbacks)
             break
         except GenerationFailedError as exc:
             if not exc.resubmittable or resubmits >= options.max_resubmits:

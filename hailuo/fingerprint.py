@@ -19,8 +19,13 @@ IMAGE_FIELDS = ("first_frame_image", "last_frame_image", "subject_reference")
 
 
 def canonical_request(request: VideoRequest) -> dict[str, object]:
-    """The request as plain data with images replaced by their fingerprints."""
-    data = request.model_dump(mode="json")
+    """The request as plain data with images replaced by their fingerprints.
+
+    ``callback_url`` is left out: where status news is sent does not change what is
+    generated, and a receiver on a fresh port must not turn a resumed run into a new,
+    paid request.
+    """
+    data = request.model_dump(mode="json", exclude={"callback_url"})
     for name in IMAGE_FIELDS:
         if data.get(name):
             data[name] = image_fingerprint(data[name], field=name)

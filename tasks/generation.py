@@ -22,9 +22,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import rate_limit
 
 from blocks.credentials import HailuoConnection
+from hailuo.callbacks import wait_with_callbacks
 from hailuo.errors import HailuoError, TimedOutError
 from hailuo.fingerprint import request_fingerprint
 from hailuo.models import Job, JobStatus, VideoRequest
+from tasks.callbacks import shared_receiver
 
 SUBMIT_RATE_LIMIT = "hailuo-submit"
 
@@ -103,9 +105,12 @@ def submit_generation(
     task_run_name="wait-{job.task_id}",
 )
 def wait_for_generation(job: Job, connection: HailuoConnection,
-                        timeout_seconds: float = 1800.0) -> Job:
+                        timeout_seconds: float = 1800.0, use_callbacks: bool = False) -> Job:
     """Wait for a terminal status, updating a progress artifact; raise the typed error on
-    failure. A ``TimedOutError`` keeps the task id so a later run resumes it."""
+    failure. A ``TimedOutError`` keeps the task id so a later run resumes it.
+
+    With ``use_callbacks`` the process's shared callback receiver wakes the wait as soon
+    as the provider reports; the status itself always comes from a poll."""
     logger = get_run_logger()
     artifact = create_progress_artifact(
         0.0, description=f"Hailuo task {job.task_id} ({connection.provider})")
@@ -121,4 +126,7 @@ def wait_for_generation(job: Job, connection: HailuoConnection,
             last.update(status=current.status, progress=progress)
 
     with connection.client() as client:
+        if use_callbacks:
+            return wait_with_callbacks(client, job, shared_receiver(), timeout=timeout_seconds,
+                                       on_update=on_update)
         return client.wait(job, timeout=timeout_seconds, on_update=on_update)

@@ -82,6 +82,8 @@ class Exchange:
             self.faults.append("server_error")
             assert self.provider is not None
             return self.reply(server_error_body(self.provider, status), status)
+        if self.sim.dice.roll("rate_limit_rate", config.rate_limit_rate):
+            return self.too_many("random rate limit", retry_after=1)
         return None
 
     def _authenticate(self) -> Response | None:
@@ -108,13 +110,16 @@ class Exchange:
         wait = self.sim.state.limiter.check(self.who, bucket, limit, time.time())
         if wait is None:
             return None
+        return self.too_many(f"{limit} requests per minute", retry_after=int(wait))
+
+    def too_many(self, why: str, *, retry_after: int) -> Response:
+        """The provider's rate-limit answer: APIMart HTTP 429, MiniMax 200 + code 1002."""
         self.faults.append("rate_limited")
-        headers = {"Retry-After": str(int(wait))}
+        headers = {"Retry-After": str(retry_after)}
         if self.provider is APIMART:
-            body = apimart_error(429, f"Rate limit exceeded: {limit} requests per minute",
-                                 "rate_limit_error")
+            body = apimart_error(429, f"Rate limit exceeded: {why}", "rate_limit_error")
             return self.reply(body, 429, headers)
-        return self.reply(minimax_error(1002, f"rate limit exceeded ({limit} RPM)"), 200, headers)
+        return self.reply(minimax_error(1002, f"rate limit exceeded ({why})"), 200, headers)
 
     def invalid(self, message: str, *, status: int = 400, type_: str = "invalid_request_error",
                 **minimax_extra: Any) -> Response:

@@ -62,6 +62,8 @@ class SimulatorConfig(BaseModel):
     status_rpm: int | None = Field(None, ge=1, description="Status/file GETs per minute per "
                                    "key; None: unlimited.")
     error_rate: Rate = _rate("Random 500/502/503 on API routes.")
+    rate_limit_rate: Rate = _rate("Random rate-limit answers (APIMart 429, MiniMax 1002) on "
+                                  "API routes, with Retry-After: 1.")
     drop_before_rate: Rate = _rate("Close the connection before handling, with no response.")
     drop_after_submit_rate: Rate = _rate("Create the task, then close the connection with no "
                                          "response.")

@@ -39,6 +39,7 @@ from pydantic import SecretStr
 
 from hailuo import errors, media
 from hailuo.capabilities import Provider
+from hailuo.files import atomic_output
 from hailuo.fingerprint import IMAGE_FIELDS, request_fingerprint
 from hailuo.images import prepare_image
 from hailuo.models import DownloadedVideo, Job, JobStatus, VideoRequest, utcnow
@@ -387,11 +388,10 @@ class HailuoClient:
                 raise self._failure(current) if current.status.terminal else errors.HailuoError(
                     f"task is {current.status.value}, not completed", task_id=current.task_id)
             for url in current.video_urls:
-                tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
                 try:
-                    sha, size = self._stream(url, tmp, current.task_id)
-                    info = media.probe(tmp)
-                    os.replace(tmp, dest)
+                    with atomic_output(dest) as tmp:
+                        sha, size = self._stream(url, tmp, current.task_id)
+                        info = media.probe(tmp)
                 except (errors.LinkExpiredError, errors.DownloadError,
                         errors.InvalidVideoError) as exc:
                     exc.task_id = exc.task_id or current.task_id
@@ -399,8 +399,6 @@ class HailuoClient:
                     log.warning("download of task %s failed: %s", current.task_id,
                                 type(exc).__name__)
                     continue
-                finally:
-                    tmp.unlink(missing_ok=True)
                 return DownloadedVideo(
                     task_id=current.task_id, path=dest, sha256=sha, size=size,
                     width=info.width, height=info.height, duration=info.duration,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +25,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from hailuo.errors import InvalidVideoError
+from hailuo.files import atomic_output
 
 __all__ = [
     "VideoInfo",
@@ -246,15 +246,8 @@ def _frame_at(path: Path, seconds: float | None) -> Image.Image:
 
 
 def _atomic_save(image: Image.Image, path: Path, fmt: str, **params) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-    try:
+    with atomic_output(path) as tmp:
         image.save(tmp, format=fmt, **params)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
     return path
 
 

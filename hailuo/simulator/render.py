@@ -44,12 +44,9 @@ bottom-right corner so no output is ever mistaken for a real generation.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import math
-import os
-import uuid
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
@@ -61,6 +58,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from hailuo.capabilities import FRAME_SIZES, normalise_resolution
 from hailuo.errors import InvalidImageError
+from hailuo.files import atomic_output
 
 __all__ = ["RenderSpec", "fit_cover", "output_size", "render_video", "restamp"]
 
@@ -388,10 +386,6 @@ def _paste(frame: np.ndarray, card: np.ndarray, t: float) -> None:
 # Encoding
 
 
-def _temp_beside(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.part")
-
-
 def render_video(spec: RenderSpec, out_path: Path, *, preset: str = "ultrafast",
                  crf: int = 18) -> Path:
     """Render ``spec`` to an H.264 MP4 at ``out_path`` (atomically) and return the path.
@@ -419,45 +413,38 @@ def render_video(spec: RenderSpec, out_path: Path, *, preset: str = "ultrafast",
     end_view = _image_view(last, (w, h), bounds) if pinned and last is not None else None
     card = _subject_card(_open_image(spec.subject, "subject"), h) if spec.subject else None
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(out_path)
     time_base = Fraction(1, fps)
-    try:
-        with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as container:
-            container.metadata["comment"] = RENDER_COMMENT
-            stream = container.add_stream("libx264", rate=fps)
-            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.codec_context.time_base = time_base
-            stream.codec_context.gop_size = fps
-            stream.options = {
-                "preset": preset,
-                "crf": str(crf),
-                "threads": "0",  # let libx264 pick (all cores)
-                "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0",
-            }
-            for i in range(frames):
-                t = i / (frames - 1) if frames > 1 else 0.0
-                rgb = view.frame(dx[i], dy[i], zoom[i])
-                if end_view is not None:
-                    if i == frames - 1:
-                        rgb = end_view.frame(0.0, 0.0, 1.0)
-                    elif i > 0:
-                        other = end_view.frame(dx[i], dy[i], zoom[i])
-                        alpha = float(_ease(np.array(t)))
-                        rgb = np.array(Image.blend(Image.fromarray(rgb), Image.fromarray(other),
-                                                   alpha))
-                if card is not None:
-                    _paste(rgb, card, t)
-                _stamp(rgb)
-                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-                frame.pts, frame.time_base = i, time_base
-                container.mux(stream.encode(frame))
-            container.mux(stream.encode(None))
-        os.replace(tmp, out_path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with atomic_output(out_path) as tmp, av.open(
+            str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as container:
+        container.metadata["comment"] = RENDER_COMMENT
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.codec_context.time_base = time_base
+        stream.codec_context.gop_size = fps
+        stream.options = {
+            "preset": preset,
+            "crf": str(crf),
+            "threads": "0",  # let libx264 pick (all cores)
+            "x264-params": f"keyint={fps}:min-keyint={fps}:scenecut=0",
+        }
+        for i in range(frames):
+            t = i / (frames - 1) if frames > 1 else 0.0
+            rgb = view.frame(dx[i], dy[i], zoom[i])
+            if end_view is not None:
+                if i == frames - 1:
+                    rgb = end_view.frame(0.0, 0.0, 1.0)
+                elif i > 0:
+                    other = end_view.frame(dx[i], dy[i], zoom[i])
+                    alpha = float(_ease(np.array(t)))
+                    rgb = np.array(Image.blend(Image.fromarray(rgb), Image.fromarray(other),
+                                               alpha))
+            if card is not None:
+                _paste(rgb, card, t)
+            _stamp(rgb)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts, frame.time_base = i, time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
     return out_path
 
 
@@ -469,26 +456,18 @@ def restamp(src: Path, dst: Path, tag: str) -> Path:
     distinct bytes - and thus a distinct checksum - at the cost of a file copy.
     """
     src, dst = Path(src), Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(dst)
-    try:
-        with av.open(str(src)) as inp, av.open(
-            str(tmp), "w", format="mp4", options={"movflags": "+faststart"}
-        ) as out:
-            out.metadata["title"] = tag
-            out.metadata["comment"] = tag
-            mapping = {}
-            for s in inp.streams:
-                if s.type in ("video", "audio"):
-                    mapping[s.index] = out.add_stream_from_template(s)
-            for packet in inp.demux(*(inp.streams[i] for i in mapping)):
-                if packet.dts is None:  # demuxer flush packet
-                    continue
-                packet.stream = mapping[packet.stream.index]
-                out.mux(packet)
-        os.replace(tmp, dst)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with atomic_output(dst) as tmp, av.open(str(src)) as inp, av.open(
+        str(tmp), "w", format="mp4", options={"movflags": "+faststart"}
+    ) as out:
+        out.metadata["title"] = tag
+        out.metadata["comment"] = tag
+        mapping = {}
+        for s in inp.streams:
+            if s.type in ("video", "audio"):
+                mapping[s.index] = out.add_stream_from_template(s)
+        for packet in inp.demux(*(inp.streams[i] for i in mapping)):
+            if packet.dts is None:  # demuxer flush packet
+                continue
+            packet.stream = mapping[packet.stream.index]
+            out.mux(packet)
     return dst

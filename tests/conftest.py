@@ -99,3 +99,32 @@ def s3_client(endpoint: str):
 
     return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing",
                         aws_secret_access_key="testing", region_name="us-east-1")
+
+
+def kill_python_when(script: str, ready, *, timeout: float = 120.0) -> None:
+    """Run ``script`` in a fresh interpreter against this session's Prefect server and
+    SIGKILL it as soon as ``ready()`` is true: a real crash, nothing cleaned up."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    import prefect.settings
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
+           "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the process never reached the kill point"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -6,12 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,7 +18,7 @@ from PIL import Image, ImageFilter
 from hailuo import media
 from hailuo.errors import CostLimitExceededError
 from hailuo.simulator import run_simulator
-from tests.conftest import s3_client
+from tests.conftest import kill_python_when, s3_client
 
 pytestmark = pytest.mark.prefect
 
@@ -209,39 +203,28 @@ def test_batch_generates_every_clip(sim, creds, out_dir):
 
 def test_killed_flow_resumes_the_same_task_id(sim, creds, out_dir):
     """SIGKILL a flow process while it waits; the re-run waits for the same task."""
-    import prefect.settings
 
     from flows import text_to_video
 
     prompt = "[Tilt up] a crane lifts a container at a night harbour, sodium lights"
     sim.configure(render_seconds=120)
     before = sim.submits()
-    script = textwrap.dedent(f"""
+    state: dict[str, str] = {}
+
+    def polling() -> bool:  # submitted, and the flow is waiting (its submit is persisted)
+        submits = [r for r in sim.requests(kind="submit") if r.get("task_id")]
+        if sim.submits() == before or not submits:
+            return False
+        state["task_id"] = submits[-1]["task_id"]
+        return any(r.get("task_id") == state["task_id"] for r in sim.requests(kind="status"))
+
+    kill_python_when(f"""
         from flows import text_to_video, Destination, GenerationOptions
         text_to_video(prompt={prompt!r}, credentials_block={creds!r},
                       options=GenerationOptions(resolution="512p", duration=5),
                       destination=Destination(output_dir={str(out_dir)!r}))
-    """)
-    env = {**os.environ, "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
-           "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while sim.submits() == before:
-            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the subprocess never submitted"
-            time.sleep(0.2)
-        # wait until the flow is polling (the submit result is persisted by then)
-        task_id = [r for r in sim.requests(kind="submit") if r.get("task_id")][-1]["task_id"]
-        while not [r for r in sim.requests(kind="status") if r.get("task_id") == task_id]:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    """, polling)
+    task_id = state["task_id"]
     assert sim.task(task_id)["status"] != "completed"
     sim.configure(render_seconds=0.4)
     httpx.post(f"{sim.base_url}/_sim/tasks/{task_id}/complete-now").raise_for_status()

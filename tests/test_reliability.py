@@ -7,12 +7,6 @@ S3 on moto's server. The tests print the counts they checked (see them with ``-s
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import subprocess
-import sys
-import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,7 +17,7 @@ import pytest
 from hailuo import media
 from hailuo.errors import TimedOutError
 from hailuo.simulator import run_simulator
-from tests.conftest import s3_client
+from tests.conftest import kill_python_when, s3_client
 
 pytestmark = pytest.mark.prefect
 
@@ -104,35 +98,19 @@ def test_chaos_batch_delivers_every_clip_once(sim, creds, s3_bucket_block, s3_en
 
 def test_batch_killed_half_way_submits_nothing_twice(sim, creds, tmp_path):
     """SIGKILL a batch while clips are in flight; the re-run pays for nothing again."""
-    import prefect.settings
-
     from flows import ClipSpec, Destination, generate_batch
 
     sim.reset(tasks=True)
     sim.configure(render_seconds=120)
     prompts = [f"[Zoom out] killed batch clip {i}, market street, noon" for i in range(6)]
-    script = textwrap.dedent(f"""
+    # concurrency 2: kill once two clips are submitted and four are not yet
+    kill_python_when(f"""
         from flows import ClipSpec, Destination, GenerationOptions, generate_batch
         generate_batch(clips=[ClipSpec(prompt=p) for p in {prompts!r}],
                        options=GenerationOptions(resolution="512p", duration=5),
                        credentials_block={creds!r}, max_concurrency=2,
                        destination=Destination(output_dir={str(tmp_path)!r}))
-    """)
-    env = {**os.environ, "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value(),
-           "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while sim.submits() < 2:  # concurrency 2: two clips submitted, four not yet
-            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    """, lambda: sim.submits() >= 2)
     first_round = {t["id"] for t in sim.tasks()}
     assert 1 <= len(first_round) < 6
     sim.configure(render_seconds=0.3)

@@ -1,6 +1,7 @@
 """Prefect flows of prefect-hailuo."""
 
 from flows.batch import generate_batch
+from flows.continuity import FilmResult, multi_clip_continuity
 from flows.generation import first_last_frame, image_to_video, text_to_video
 from flows.models import BatchResult, ClipResult, ClipSpec, Destination, GenerationOptions
 
@@ -14,4 +15,6 @@ __all__ = [
     "generate_batch",
     "image_to_video",
     "text_to_video",
+    "FilmResult",
+    "multi_clip_continuity",
 ]

@@ -17,11 +17,12 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.artifacts import create_image_artifact, create_link_artifact, create_table_artifact
 from prefect.runtime import flow_run
+from prefect.transactions import CommitMode, transaction
 
 from blocks.credentials import HailuoConnection
 from flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
 from hailuo import pricing
-from hailuo.errors import CostLimitExceededError, GenerationFailedError
+from hailuo.errors import ContentRejectedError, CostLimitExceededError, GenerationFailedError
 from hailuo.fingerprint import canonical_request
 from hailuo.models import VideoRequest, utcnow
 from tasks.callbacks import shared_receiver
@@ -51,6 +52,17 @@ def guard_cost(requests: list[VideoRequest], provider: str, max_cost_usd: float 
     return total
 
 
+def _submit(request: VideoRequest, connection: HailuoConnection, take: int,
+            resubmit_of: str | None = None) -> Any:
+    """Submit in its own EAGER transaction: its result (the paid task id) is persisted the
+    moment the task finishes, even when run_clip runs inside another task (a batch or a
+    chain) that later fails or is killed — nested results otherwise wait for the outer task.
+    """
+    with transaction(commit_mode=CommitMode.EAGER):
+        return submit_generation(request, connection, take=take, resubmit_of=resubmit_of,
+                                 return_state=True)
+
+
 def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOptions,
              destination: Destination) -> ClipResult:
     """Generate one clip end to end (inside a flow or a task)."""
@@ -60,20 +72,28 @@ def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOp
         receiver = shared_receiver(options.callback_public_url)
         request = request.model_copy(update={"callback_url": receiver.url_for()})
     take = spec.take or options.take
-    job = submit_generation(request, connection, take=take)
+    state = _submit(request, connection, take)
+    job, earlier = state.result(), state.name == "Cached"
     resubmits = 0
     while True:
         try:
             done = wait_for_generation(job, connection, timeout_seconds=options.timeout_seconds,
                                        use_callbacks=options.callbacks)
             break
-        except GenerationFailedError as exc:
-            if not exc.resubmittable or resubmits >= options.max_resubmits:
+        except (GenerationFailedError, ContentRejectedError) as exc:
+            # A task that failed in an EARLIER run (its submit came from the cache) can
+            # never become a video: re-running is the request to try again, so it gets a
+            # new submit, outside this run's resubmit budget. Within a run, the policy
+            # holds: content rejections are never resubmitted.
+            again = isinstance(exc, GenerationFailedError) and exc.resubmittable
+            if not earlier and (not again or resubmits >= options.max_resubmits):
                 raise
-            resubmits += 1
-            logger.warning("task %s failed (%s); resubmitting (%d of %d)", job.task_id,
-                           exc, resubmits, options.max_resubmits)
-            job = submit_generation(request, connection, take=take, resubmit_of=job.task_id)
+            resubmits += 0 if earlier else 1
+            logger.warning("task %s failed (%s); resubmitting (%s)", job.task_id, exc,
+                           "it failed in an earlier run" if earlier
+                           else f"{resubmits} of {options.max_resubmits}")
+            state = _submit(request, connection, take, resubmit_of=job.task_id)
+            job, earlier = state.result(), state.name == "Cached"
     video = download_video(done, connection, output_dir=destination.output_dir)
     thumb = make_thumbnail(str(video.path))
     quote = pricing.quote(request, connection.provider)

@@ -1,0 +1,308 @@
+"""``multi_clip_continuity``: a film longer than one clip, each clip starting on the exact
+last frame of the one before, stitched into one video with one manifest.
+
+This module also holds the film engine ``make_film`` that the storyboard flow shares.
+A film is planned as shots (``hailuo.storyboard``); consecutive shots where one starts on
+the previous clip's last frame form a *chain* that must run in order, and chains run in
+parallel (continuity: one chain; a storyboard of keyframes: one chain per clip).
+
+Resume: every clip goes through ``run_clip``, whose submit is cached on the request's
+identity including the first frame's content hash. The last frame is decoded from the
+verified download (the same bytes on every run) and written as PNG (a deterministic
+encoding), so a re-run rebuilds byte-identical requests for the clips that finished and
+pays for none of them; the first clip that did not finish is where it continues.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_image_artifact, create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, Field
+
+from blocks.credentials import HailuoConnection, resolve_connection
+from flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
+from flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
+from hailuo import media
+from hailuo.models import DownloadedVideo, utcnow
+from hailuo.stitch import StitchResult
+from hailuo.storyboard import Shot, Storyboard, load_storyboard
+from tasks.media import extract_last_frame
+from tasks.stitching import make_contact_sheet, make_poster, stitch_clips, upload_still
+from tasks.storage import fetch_input_image, upload_to_s3
+
+FilmMode = Literal["continuity", "storyboard"]
+
+#: Stands in for a chained clip's first frame while validating and pricing the whole
+#: film up front (the real image exists only once the previous clip does).
+CHAINED_PLACEHOLDER = "chained:last-frame-of-previous-clip"
+
+
+class FilmResult(BaseModel):
+    """A finished film: its clips, the stitched video, stills and the one manifest."""
+
+    title: str
+    film_id: str
+    mode: FilmMode
+    clips: list[ClipResult]
+    video_path: str
+    sha256: str
+    duration: float
+    frames: int
+    width: int
+    height: int
+    stitch_method: str
+    stitch_reason: str
+    poster_path: str
+    contact_sheet_path: str
+    manifest_path: str
+    total_cost_usd: float = Field(description="Sum of the clips' estimates (hailuo.pricing).")
+    s3_uri: str | None = None
+    manifest_uri: str | None = None
+    presigned_url: str | None = None
+    poster_url: str | None = None
+    contact_sheet_url: str | None = None
+    simulated: bool = False
+
+
+class ChainOutcome(BaseModel):
+    """What one chain produced; ``failed`` names the shot that stopped it, if any."""
+
+    clips: list[ClipResult]
+    failed: int | None = None
+    error: str | None = None
+
+
+def _spec(shot: Shot, first_frame_image: str | None) -> ClipSpec:
+    return ClipSpec(name=shot.name, prompt=shot.prompt, first_frame_image=first_frame_image,
+                    last_frame_image=shot.last_frame_image, duration=shot.duration,
+                    resolution=shot.resolution)
+
+
+@task(name="generate-chain", cache_policy=NO_CACHE, task_run_name="clips-{label}")
+def generate_chain(shots: list[Shot], label: str, connection: HailuoConnection,
+                   options: GenerationOptions, destination: Destination) -> ChainOutcome:
+    """Generate the shots in order, each chained one on the exact last frame of the clip
+    before (lossless PNG at full resolution). Stops at the first failure and says where.
+
+    Paid task ids survive a failed or killed chain: run_clip commits each submit eagerly.
+    """
+    logger = get_run_logger()
+    clips: list[ClipResult] = []
+    for shot in shots:
+        try:
+            first = shot.first_frame_image
+            if shot.chained:
+                first = extract_last_frame(clips[-1].local_path)
+            clips.append(run_clip(_spec(shot, first), connection, options, destination))
+        except Exception as exc:  # noqa: BLE001 - reported by the flow, which then fails
+            logger.error("clip %d (%s) failed: %s: %s", shot.index, shot.name,
+                         type(exc).__name__, exc)
+            return ChainOutcome(clips=clips, failed=shot.index,
+                                error=f"{type(exc).__name__}: {exc}")
+    return ChainOutcome(clips=clips)
+
+
+def chains(shots: list[Shot]) -> list[list[Shot]]:
+    """Split shots into runs that must go in order (a chained shot joins its predecessor)."""
+    groups: list[list[Shot]] = []
+    for shot in shots:
+        if shot.chained and groups:
+            groups[-1].append(shot)
+        else:
+            groups.append([shot])
+    return groups
+
+
+def _fetch_remote(shots: list[Shot], destination: Destination) -> list[Shot]:
+    """s3:// keyframes become local files once, before anything is priced or submitted."""
+    fetched = []
+    for shot in shots:
+        spec = resolve_inputs(_spec(shot, shot.first_frame_image), destination)
+        fetched.append(shot.model_copy(update={"first_frame_image": spec.first_frame_image,
+                                               "last_frame_image": spec.last_frame_image}))
+    return fetched
+
+
+def _film_id(clips: list[ClipResult], board: Storyboard, audio_sha: str | None) -> str:
+    blob = json.dumps({"clips": [c.sha256 for c in clips], "transition": board.transition,
+                       "crossfade": board.crossfade_seconds, "audio": audio_sha})
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def _segment_entry(shot: Shot, clip: ClipResult) -> dict[str, Any]:
+    request = json.loads(Path(clip.manifest_path).read_text()).get("request", {})
+    return {
+        "index": shot.index, "name": shot.name, "prompt": clip.prompt,
+        "first_frame": {"source": shot.first_frame_source,
+                        "fingerprint": request.get("first_frame_image")},
+        "last_frame": {"source": "keyframe" if shot.last_frame_image else None,
+                       "fingerprint": request.get("last_frame_image")},
+        "task_id": clip.task_id, "sha256": clip.sha256, "size": clip.size,
+        "duration": clip.duration, "width": clip.width, "height": clip.height,
+        "resolution": clip.resolution, "cost_usd": f"{clip.cost_usd:.4f}",
+        "local_path": clip.local_path, "s3_uri": clip.s3_uri,
+        "clip_manifest_uri": clip.manifest_uri,
+    }
+
+
+def _manifest(board: Storyboard, mode: FilmMode, film_id: str, shots: list[Shot],
+              clips: list[ClipResult], stitched: StitchResult, audio_sha: str | None,
+              connection: HailuoConnection, options: GenerationOptions) -> dict[str, Any]:
+    total = sum((Decimal(str(c.cost_usd)) for c in clips), Decimal("0"))
+    return {
+        "kind": "hailuo-film", "title": board.title, "film_id": film_id, "mode": mode,
+        "provider": connection.provider, "model": options.model,
+        "simulated": connection.simulated, "style_suffix": board.style_suffix,
+        "video": {"file": "video.mp4", "sha256": stitched.sha256, "size": stitched.size,
+                  "duration": stitched.duration, "frames": stitched.frames,
+                  "width": stitched.width, "height": stitched.height, "fps": stitched.fps},
+        "stitch": {"method": stitched.method, "reason": stitched.reason,
+                   "transition": stitched.transition,
+                   "crossfade_seconds": stitched.crossfade_seconds,
+                   "dropped_boundary_frames": stitched.dropped_frames,
+                   "audio": {"source": board.audio, "sha256": audio_sha} if board.audio
+                   else None},
+        "stills": {"poster": "poster.jpg", "contact_sheet": "contact-sheet.jpg"},
+        "segments": [_segment_entry(s, c) for s, c in zip(shots, clips, strict=True)],
+        "clip_count": len(clips),
+        "total_cost_usd": str(total),
+        "created_at": utcnow(),
+        "prefect_flow_run_id": str(flow_run.id) if flow_run.id else None,
+    }
+
+
+def _publish_film(result: FilmResult, manifest: dict[str, Any]) -> None:
+    """A summary of the film, and its poster and contact sheet when they have URLs."""
+    rows = "\n".join(
+        f"| {s['index']} | {s['name']} | {s['first_frame']['source'] or 'text'} | "
+        f"{s['task_id']} | {s['duration']:.1f} | ${s['cost_usd']} |"
+        for s in manifest["segments"])
+    link = result.presigned_url or Path(result.video_path).resolve().as_uri()
+    create_markdown_artifact(
+        f"# {result.title}\n\n[{Path(result.video_path).name}]({link}) - "
+        f"{result.duration:.2f} s, {result.width}x{result.height}, {len(result.clips)} clips, "
+        f"joined by **{result.stitch_method}** ({result.stitch_reason}); estimated "
+        f"**${manifest['total_cost_usd']}**{' (simulated)' if result.simulated else ''}\n\n"
+        "| # | clip | first frame | task | s | cost |\n|---|---|---|---|---|---|\n"
+        f"{rows}\n\nManifest: `{result.manifest_uri or result.manifest_path}`",
+        description=f"film {result.title}")
+    if result.poster_url:
+        create_image_artifact(result.poster_url, description=f"poster of {result.title}")
+    if result.contact_sheet_url:
+        create_image_artifact(result.contact_sheet_url,
+                              description=f"contact sheet of {result.title}")
+
+
+def make_film(source: Storyboard | str, *, mode: FilmMode, options: GenerationOptions,
+              destination: Destination, credentials_block: str | None,
+              max_concurrency: int = 8) -> FilmResult:
+    """Plan, price, generate (chains in parallel), stitch, upload and describe a film.
+
+    Must run inside a flow. Fails after generating everything it could, naming each
+    failed clip; the clips that finished are reused by a re-run.
+    """
+    logger = get_run_logger()
+    board = load_storyboard(source)
+    film_defaults = {k: getattr(board, k) for k in ("model", "resolution", "duration")
+                     if getattr(board, k) is not None}
+    options = options.model_copy(update=film_defaults)
+    connection = resolve_connection(credentials_block, options.provider)
+    shots = _fetch_remote(board.shots(chain_all=mode == "continuity"), destination)
+    guard_cost([_spec(s, CHAINED_PLACEHOLDER if s.chained else s.first_frame_image)
+                .to_request(options) for s in shots], connection.provider, options.max_cost_usd)
+    if len({s.resolution or options.resolution for s in shots}) > 1:
+        logger.warning("segments ask for different resolutions: stitching will re-encode")
+    audio = fetch_input_image(board.audio, destination.s3_bucket_block) if board.audio else None
+
+    groups = chains(shots)
+    outcomes: list[ChainOutcome] = []
+    with ThreadPoolTaskRunner(max_workers=max(1, min(max_concurrency, len(groups)))) as runner:
+        futures = [runner.submit(generate_chain, {
+            "shots": g, "label": f"{g[0].index}-{g[-1].index}", "connection": connection,
+            "options": options, "destination": destination}) for g in groups]
+        outcomes = [f.result() for f in futures]
+    clips = [c for o in outcomes for c in o.clips]
+    if clips:
+        publish_artifacts(clips, f"{mode} {board.title}")
+    failures = [o for o in outcomes if o.failed is not None]
+    if failures:
+        done = ", ".join(str(s.index) for s in shots if s.name in {c.name for c in clips})
+        raise RuntimeError(
+            "; ".join(f"clip {o.failed} of {len(shots)} failed: {o.error}" for o in failures)
+            + f". Done and kept for a re-run: clips {done or 'none'}.")
+
+    film_dir_name = board.slug
+    audio_sha = media.sha256_file(audio) if audio else None
+    film_id = _film_id(clips, board, audio_sha)
+    folder = Path(destination.output_dir) / "films" / f"{film_dir_name}-{film_id}"
+    stitched = stitch_clips([c.local_path for c in clips], str(folder / "video.mp4"),
+                            drop_boundary=True, transition=board.transition,
+                            crossfade_seconds=board.crossfade_seconds, audio_path=audio)
+    poster = make_poster(str(stitched.path), str(folder / "poster.jpg"))
+    sheet = make_contact_sheet([c.local_path for c in clips], str(folder / "contact-sheet.jpg"),
+                               labels=[f"{s.index}. {s.name} ({c.duration:.0f} s)"
+                                       for s, c in zip(shots, clips, strict=True)])
+    manifest = _manifest(board, mode, film_id, shots, clips, stitched, audio_sha, connection,
+                         options)
+    manifest_path = folder / "manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+    result = FilmResult(
+        title=board.title, film_id=film_id, mode=mode, clips=clips,
+        video_path=str(stitched.path), sha256=stitched.sha256, duration=stitched.duration,
+        frames=stitched.frames, width=stitched.width, height=stitched.height,
+        stitch_method=stitched.method, stitch_reason=stitched.reason, poster_path=poster,
+        contact_sheet_path=sheet, manifest_path=str(manifest_path),
+        total_cost_usd=float(manifest["total_cost_usd"]), simulated=connection.simulated)
+    if destination.s3_bucket_block:
+        info = media.probe(stitched.path)
+        video = DownloadedVideo(task_id=folder.name, path=stitched.path, sha256=stitched.sha256,
+                                size=stitched.size, width=info.width, height=info.height,
+                                duration=info.duration, fps=info.fps, frames=info.frames,
+                                codec=info.codec)
+        uploaded = upload_to_s3(video, json.loads(manifest_path.read_text()),
+                                destination.s3_bucket_block, prefix=destination.s3_prefix,
+                                provider="films", presign_seconds=destination.presign_seconds)
+        base = uploaded.key.rsplit("/", 1)[0]
+        _, poster_url = upload_still(poster, destination.s3_bucket_block, f"{base}/poster.jpg",
+                                     destination.presign_seconds)
+        _, sheet_url = upload_still(sheet, destination.s3_bucket_block,
+                                    f"{base}/contact-sheet.jpg", destination.presign_seconds)
+        result = result.model_copy(update={
+            "s3_uri": uploaded.s3_uri, "manifest_uri": uploaded.manifest_uri,
+            "presigned_url": uploaded.presigned_url, "poster_url": poster_url,
+            "contact_sheet_url": sheet_url})
+    _publish_film(result, manifest)
+    logger.info("film %s: %s (%.1f s, %d clips, $%s)", board.title, result.video_path,
+                result.duration, len(clips), manifest["total_cost_usd"])
+    return result
+
+
+@flow(name="hailuo-multi-clip-continuity", log_prints=True)
+def multi_clip_continuity(
+    storyboard: Storyboard | str,
+    options: GenerationOptions = GenerationOptions(),
+    destination: Destination = Destination(),
+    credentials_block: str | None = None,
+) -> FilmResult:
+    """A long video as a chain: clip 1 from text (or from the storyboard's first image),
+    every next clip image-to-video from the exact last frame of the one before, then
+    stitched without re-encoding when the clips allow it.
+
+    Args:
+        storyboard: a Storyboard, or the path of a .yaml/.json storyboard file. Segment
+            keyframes, if any, become the clip's last frame (first+last frame mode).
+        options: model, default duration/resolution (the storyboard's own win), cost limit.
+        destination: local folder and optional S3 bucket block for clips and film.
+        credentials_block: a saved HailuoCredentials block; empty runs the simulator.
+    """
+    return make_film(storyboard, mode="continuity", options=options, destination=destination,
+                     credentials_block=credentials_block, max_concurrency=1)

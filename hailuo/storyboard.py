@@ -1,0 +1,182 @@
+"""The storyboard file: a film as segments, and how each segment's clip gets its frames.
+
+Why a file format: a film of many clips is a document people edit, diff and hand to the
+CLI or a deployment, not a long list of flow parameters. YAML or JSON, e.g.::
+
+    title: Lighthouse at dusk
+    style_suffix: warm golden-hour light, cinematic, 35mm film grain
+    first_image: keyframes/k0.png        # optional: the film's first frame (K0)
+    resolution: 512p                     # optional film-wide defaults
+    duration: 6
+    transition: cut                      # or crossfade (crossfade_seconds: 0.5)
+    audio: music/theme.m4a               # optional, trimmed or padded to the film
+    segments:
+      - prompt: the camera rises over the cliff towards the lighthouse
+        camera: Pedestal up
+        keyframe: keyframes/k1.png       # optional: the image this segment ends on (K1)
+      - prompt: the lamp turns on and sweeps the sea
+        duration: 10
+
+Relative paths are read relative to the file. Two ways to shoot it (``shots``):
+
+* continuity (``chain_all=True``): every clip after the first starts on the exact last
+  frame of the clip before, so the film is generated one clip after another;
+* storyboard: a segment that follows a keyframe starts on that keyframe, so clips
+  between keyframes K0..Kn are independent and can all be generated at once; a segment
+  with no keyframe before it chains onto the previous clip (keyframes and prompts mix).
+
+No Prefect imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from hailuo.prompts import CameraCommand, PromptElements, _coerce_camera
+
+__all__ = ["Segment", "Shot", "Storyboard", "load_storyboard"]
+
+_REMOTE = re.compile(r"^(https?|s3|data):", re.IGNORECASE)
+
+
+class Segment(BaseModel):
+    """One clip of the film."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="Label for files and artifacts.")
+    prompt: str = Field(..., min_length=1, description="What happens; for a clip that starts "
+                        "on an image, describe the movement rather than the picture.")
+    camera: list[list[CameraCommand]] = Field(
+        default_factory=list, description="Camera commands put in front of the prompt, e.g. "
+        "'Pan left' or ['Pan left', 'Zoom in'] (see hailuo.prompts).")
+    duration: int | None = Field(None, description="Seconds; overrides the film's duration.")
+    resolution: Literal["512p", "768p", "1080p"] | None = Field(
+        None, description="Overrides the film's resolution (differing sizes force a "
+        "re-encode when stitching).")
+    keyframe: str | None = Field(None, description="Image this segment ends on (first+last "
+                                 "frame mode); the next segment starts on it.")
+
+    @field_validator("camera", mode="before")
+    @classmethod
+    def _camera(cls, value: Any) -> list[list[CameraCommand]]:
+        return _coerce_camera(value)
+
+
+class Shot(BaseModel):
+    """How one segment is generated: its prompt and where its first and last frames come
+    from. ``chained`` means the first frame is the previous clip's last frame, known only
+    once that clip exists."""
+
+    index: int  # 1-based
+    name: str
+    prompt: str
+    first_frame_image: str | None = None
+    chained: bool = False
+    last_frame_image: str | None = None
+    duration: int | None = None
+    resolution: str | None = None
+
+    @property
+    def first_frame_source(self) -> str | None:
+        if self.chained:
+            return f"last frame of clip {self.index - 1}"
+        if self.first_frame_image is None:
+            return None
+        return "first_image" if self.index == 1 else f"keyframe of segment {self.index - 1}"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48] or "film"
+
+
+class Storyboard(BaseModel):
+    """A film: shared look, optional first image and keyframes, segments, stitching."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field("film", description="Names the output files.")
+    style_suffix: str | None = Field(
+        None, description="Appended to every prompt (lighting, style) so clips match.")
+    first_image: str | None = Field(None, description="The film's first frame (K0); empty "
+                                    "makes the first clip text-to-video.")
+    model: str | None = Field(None, description="Overrides the run's model.")
+    resolution: Literal["512p", "768p", "1080p"] | None = Field(
+        None, description="Film-wide resolution; keep one for a join without re-encoding.")
+    duration: int | None = Field(None, description="Film-wide clip duration in seconds.")
+    transition: Literal["cut", "crossfade"] = Field(
+        "cut", description="cut: packets copied when possible; crossfade: re-encoded.")
+    crossfade_seconds: float = Field(0.5, gt=0, le=3, description="Overlap per join.")
+    audio: str | None = Field(None, description="Voice-over or music, trimmed or padded to "
+                              "the film's length.")
+    segments: list[Segment] = Field(..., min_length=1)
+
+    @property
+    def slug(self) -> str:
+        return _slug(self.title)
+
+    @property
+    def keyframes(self) -> list[str | None]:
+        """K0..Kn: the first image, then each segment's end keyframe (None where absent)."""
+        return [self.first_image, *(s.keyframe for s in self.segments)]
+
+    def prompt_for(self, segment: Segment) -> str:
+        """Camera brackets + prompt + the shared style suffix, validated."""
+        return PromptElements(subject=segment.prompt, camera=segment.camera).build(
+            style_suffix=self.style_suffix)
+
+    def shots(self, *, chain_all: bool) -> list[Shot]:
+        """The segments as shots (see the module docstring for the two ways)."""
+        shots = []
+        for i, segment in enumerate(self.segments):
+            previous_key = self.first_image if i == 0 else self.segments[i - 1].keyframe
+            chained = i > 0 and (chain_all or previous_key is None)
+            shots.append(Shot(
+                index=i + 1, name=segment.name or f"{self.slug}-{i + 1:02d}",
+                prompt=self.prompt_for(segment),
+                first_frame_image=None if chained else previous_key, chained=chained,
+                last_frame_image=segment.keyframe, duration=segment.duration,
+                resolution=segment.resolution))
+        return shots
+
+    def resolved(self, base: str | os.PathLike[str]) -> Storyboard:
+        """A copy with relative local paths (images, audio) made absolute against ``base``."""
+        root = Path(base)
+
+        def fix(value: str | None) -> str | None:
+            if not value or _REMOTE.match(value) or Path(value).is_absolute():
+                return value
+            return str((root / value).resolve())
+
+        return self.model_copy(update={
+            "first_image": fix(self.first_image), "audio": fix(self.audio),
+            "segments": [s.model_copy(update={"keyframe": fix(s.keyframe)})
+                         for s in self.segments]})
+
+
+def load_storyboard(source: Storyboard | dict[str, Any] | str | os.PathLike[str]
+                    ) -> Storyboard:
+    """A storyboard from a model, a dict, or a ``.yaml``/``.yml``/``.json`` file (whose
+    relative paths are resolved against the file's folder)."""
+    if isinstance(source, Storyboard):
+        return source
+    if isinstance(source, dict):
+        return Storyboard.model_validate(source)
+    path = Path(source)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        data = json.loads(text)
+    elif path.suffix.lower() in (".yaml", ".yml"):
+        data = yaml.safe_load(text)
+    else:
+        raise ValueError(f"storyboard must be .yaml, .yml or .json: {path.name}")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path.name}: a storyboard is a mapping with 'segments'")
+    return Storyboard.model_validate(data).resolved(path.parent)

@@ -318,6 +318,12 @@ class HailuoClient:
         submitted = current.submitted_at
         estimate = current.estimated_time
         failures = after_estimate = 0
+        fresh = submitted is not None and (utcnow() - submitted).total_seconds()
+        if (current.status is JobStatus.QUEUED and estimate and fresh is not False
+                and fresh < estimate * self.poll.estimate_fraction):
+            # Just submitted with an estimate: nothing to learn before it is nearly done.
+            first = self.poll.next_delay(fresh, estimate, 0)
+            self._pause(min(first, timeout), wake)
         while True:
             retry_after = None
             try:
@@ -354,12 +360,14 @@ class HailuoClient:
             delay = self.poll.next_delay(elapsed, estimate, after_estimate)
             if not estimate or elapsed >= estimate * self.poll.estimate_fraction:
                 after_estimate += 1
-            delay = min(max(delay, retry_after or 0.0), max(0.0, deadline - now))
-            if wake is not None:
-                if wake.wait(delay):
-                    wake.clear()
-            else:
-                self._sleep(delay)
+            self._pause(min(max(delay, retry_after or 0.0), max(0.0, deadline - now)), wake)
+
+    def _pause(self, delay: float, wake: threading.Event | None) -> None:
+        """Sleep ``delay`` seconds, or less if a callback sets ``wake``."""
+        if wake is None:
+            self._sleep(delay)
+        elif wake.wait(delay):
+            wake.clear()
 
     @staticmethod
     def _failure(job: Job) -> errors.HailuoError:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -98,7 +98,7 @@ def _duration(container: av.container.InputContainer, stream: av.VideoStream) ->
     return None
 
 
-def _decode_packets(stream: av.VideoStream, packets: list[av.Packet], *,
+def _decode_packets(stream: av.VideoStream, packets: Iterable[av.Packet], *,
                     first_only: bool = False) -> int:
     """Decode ``packets`` with a fresh decoder; return how many frames came out."""
     ctx = av.CodecContext.create(stream.codec_context.name, "r")
@@ -124,7 +124,8 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
     p = Path(path)
     with _open_video(p) as (container, stream):
         first: av.Packet | None = None
-        last_gop: list[av.Packet] = []
+        last_key_pts: int | None = None
+        gop_len = 0  # packets in the last GOP; only counted, never held (memory stays flat)
         packets = 0
         try:
             for packet in container.demux(stream):
@@ -134,10 +135,10 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
                     raise _fail(p, f"packet {packets} is corrupt (truncated download?)")
                 packets += 1
                 if packet.is_keyframe:
-                    last_gop = []
+                    last_key_pts, gop_len = packet.pts, 0
                 if first is None:
                     first = packet
-                last_gop.append(packet)
+                gop_len += 1
         except av.FFmpegError as exc:
             raise _fail(p, f"demuxing failed after {packets} packets", exc) from exc
         if packets == 0:
@@ -150,11 +151,13 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         try:
             if _decode_packets(stream, [first], first_only=True) == 0:
                 raise _fail(p, "first frame does not decode")
-            decoded = _decode_packets(stream, last_gop)
+            container.seek(last_key_pts or 0, stream=stream, backward=True, any_frame=False)
+            tail = (pk for pk in container.demux(stream) if not (pk.size == 0 and pk.dts is None))
+            decoded = _decode_packets(stream, tail)
         except av.FFmpegError as exc:
             raise _fail(p, "decoding failed", exc) from exc
-        if decoded < len(last_gop):
-            raise _fail(p, f"last GOP decodes to {decoded} of {len(last_gop)} frames")
+        if decoded < gop_len:
+            raise _fail(p, f"last GOP decodes to {decoded} of {gop_len} frames")
         cc = stream.codec_context
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         fps = float(rate) if rate else 0.0

@@ -318,12 +318,6 @@ class HailuoClient:
         submitted = current.submitted_at
         estimate = current.estimated_time
         failures = after_estimate = 0
-        fresh = submitted is not None and (utcnow() - submitted).total_seconds()
-        if (current.status is JobStatus.QUEUED and estimate and fresh is not False
-                and fresh < estimate * self.poll.estimate_fraction):
-            # Just submitted with an estimate: nothing to learn before it is nearly done.
-            first = self.poll.next_delay(fresh, estimate, 0)
-            self._pause(min(first, timeout), wake)
         while True:
             retry_after = None
             try:

@@ -274,21 +274,6 @@ def test_wait_gives_up_after_consecutive_failures_and_timeout_keeps_task_id():
     assert info.value.task_id == "task_1" and info.value.retryable
 
 
-def test_fresh_job_with_estimate_sleeps_before_its_first_poll():
-    from hailuo.models import utcnow
-
-    polls: list[float] = []
-    sleeps: list[float] = []
-    body = _apimart_status("completed", result={"videos": [{"url": ["https://c/a"]}]})
-
-    def handler(request):
-        polls.append(sum(sleeps))
-        return httpx.Response(200, json=body)
-    job = Job(task_id="task_1", provider="apimart", estimated_time=20, submitted_at=utcnow())
-    make_client("apimart", handler, sleeps=sleeps).wait(job)
-    assert len(polls) == 1 and polls[0] == pytest.approx(19, abs=0.5)  # 0.95 x estimate
-
-
 def test_adaptive_polling_first_look_near_estimate():
     policy = PollPolicy(min_interval=1, max_interval=30, growth=1.5)
     assert policy.next_delay(0, 60, 0) == 30  # capped, so progress stays visible

@@ -1,24 +1,234 @@
-"""The ``hailuo`` command: ``sim``, ``estimate`` and ``prompt`` (no Prefect, no network).
+"""The ``hailuo`` command.
 
-Exit codes: 0 success; 2 bad input (one clear line, nothing sent).
+``generate``, ``continuity`` and ``storyboard`` run the Prefect flows, so a command-line
+run is cached, resumable and visible in the Prefect UI like any other run. ``estimate``
+(a request or a whole storyboard), ``prompt`` and ``sim`` need neither Prefect nor the
+network.
+
+Layering: this module imports no Prefect. The flow-backed commands live in
+``flows/cli.py`` and are imported inside ``main`` only when one of them is asked for: the
+one place where the ``hailuo`` package reaches up to ``flows``, and only lazily, so
+``import hailuo.cli`` (and ``hailuo estimate``) stay fast and Prefect-free.
+
+Every input is checked here before Prefect is even imported: bad input costs nothing and
+never reaches the provider.
+
+Exit codes (also in the README, "CLI"):
+
+====  ======================================================================================
+0     success
+1     anything else (Prefect or S3 unreachable, a bug): the message says what
+2     bad input: one line on stderr naming the problem; nothing was sent
+3     refused by the provider: content rejected (1026/1027) or the API rejected the request
+4     the provider accepted the task and then it failed (after the allowed resubmits)
+5     timed out waiting; the task id is printed and re-running the same command resumes it
+6     key or account problem: authentication failed, or the balance cannot pay
+7     provider unavailable, rate limited or the download kept failing after retries
+8     ambiguous submit: the provider may have accepted it; check before submitting again
+130   interrupted (Ctrl-C)
+====  ======================================================================================
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
 
-from hailuo import pricing
+from hailuo import errors, pricing
 from hailuo.errors import InvalidRequestError
 from hailuo.models import DEFAULT_MODEL, VideoRequest
-from hailuo.prompts import lint_prompt, normalise_prompt
+from hailuo.prompts import PromptElements, lint_prompt, normalise_prompt
 
+EXIT_OK = 0
+EXIT_OTHER = 1
 EXIT_BAD_INPUT = 2
+EXIT_REFUSED = 3
+EXIT_FAILED = 4
+EXIT_TIMEOUT = 5
+EXIT_ACCOUNT = 6
+EXIT_UNAVAILABLE = 7
+EXIT_AMBIGUOUS = 8
+EXIT_INTERRUPTED = 130
+
+PROVIDERS = ("apimart", "minimax")
+CREDENTIALS_ENV = "HAILUO_CREDENTIALS_BLOCK"
+FLOW_COMMANDS = frozenset({"generate", "continuity", "storyboard"})
 
 
+class BadInput(ValueError):
+    """Input the command refuses before doing anything (exit 2)."""
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The documented exit code for an exception raised by a command."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(exc, errors.InvalidRequestError):
+        # raised locally (no HTTP status) nothing was sent; from the API it is a refusal
+        return EXIT_REFUSED if exc.http_status is not None else EXIT_BAD_INPUT
+    table: list[tuple[type[BaseException], int]] = [
+        (BadInput, EXIT_BAD_INPUT),
+        (errors.ContentRejectedError, EXIT_REFUSED),
+        (errors.GenerationFailedError, EXIT_FAILED),
+        (errors.TimedOutError, EXIT_TIMEOUT),
+        (errors.AuthenticationError, EXIT_ACCOUNT),
+        (errors.InsufficientBalanceError, EXIT_ACCOUNT),
+        (errors.AmbiguousSubmitError, EXIT_AMBIGUOUS),
+        (errors.RateLimitedError, EXIT_UNAVAILABLE),
+        (errors.ProviderUnavailableError, EXIT_UNAVAILABLE),
+        (errors.LinkExpiredError, EXIT_UNAVAILABLE),
+        (errors.DownloadError, EXIT_UNAVAILABLE),
+        (errors.InvalidVideoError, EXIT_UNAVAILABLE),
+    ]
+    for cls, code in table:
+        if isinstance(exc, cls):
+            return code
+    return EXIT_OTHER
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for stderr: what went wrong, and for a timeout how to resume."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, errors.TimedOutError):
+        text += "; run the same command again to resume waiting for it"
+    if isinstance(exc, errors.AmbiguousSubmitError):
+        text += "; check the provider's console before submitting again"
+    return f"hailuo: error: {text}"
+
+
+# -- input checks (no Prefect, no network) ---------------------------------------------
+def _providers_to_check(args: argparse.Namespace) -> list[str]:
+    """With a credentials block and no --provider, the block decides: accept a request that
+    is valid on either provider (the flow re-checks against the block's one before sending)."""
+    if args.provider:
+        return [args.provider]
+    return list(PROVIDERS) if getattr(args, "credentials_block", None) else ["apimart"]
+
+
+def check_request(request: VideoRequest, providers: list[str]) -> tuple[str, VideoRequest]:
+    """Validate against the capability table of the first provider that accepts it;
+    returns that provider and the request with its defaults filled in."""
+    first_error: InvalidRequestError | None = None
+    for provider in providers:
+        try:
+            return provider, request.validate_for(provider)
+        except InvalidRequestError as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def check_image(value: str | None, field: str) -> str | None:
+    """Local images are checked (exists, format, size, aspect) and made absolute; URLs and
+    s3:// URIs are left to the flow (S3 needs a bucket block)."""
+    if not value:
+        return None
+    if value.startswith("s3://"):
+        return value
+    from hailuo.images import prepare_image
+
+    prepare_image(value, field=field)
+    if value.lower().startswith(("http://", "https://", "data:")):
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def generate_request(args: argparse.Namespace) -> VideoRequest:
+    """The request ``generate`` will send, checked; raises InvalidRequestError/BadInput."""
+    if args.last_frame and not args.image:
+        raise BadInput("--last-frame needs --image (the first frame)")
+    if args.s3_prefix and not args.s3_bucket_block:
+        raise BadInput("--s3-prefix needs --s3-bucket-block")
+    s3_inputs = [v for v in (args.image, args.last_frame) if v and v.startswith("s3://")]
+    if s3_inputs and not args.s3_bucket_block:
+        raise BadInput(f"{s3_inputs[0]} is an S3 URI: give --s3-bucket-block for credentials")
+    if not args.prompt and not args.image:
+        raise BadInput("give a prompt (text-to-video) or --image (image-to-video)")
+    if args.timeout is not None and args.timeout <= 0:
+        raise BadInput(f"--timeout must be positive, got {args.timeout}")
+    if args.max_cost is not None and args.max_cost < 0:
+        raise BadInput(f"--max-cost must not be negative, got {args.max_cost}")
+    if args.take < 1:
+        raise BadInput(f"--take must be at least 1, got {args.take}")
+    image = check_image(args.image, "first_frame_image")
+    last = check_image(args.last_frame, "last_frame_image")
+    request = VideoRequest(
+        model=args.model, prompt=args.prompt, duration=args.duration,
+        resolution=args.resolution, first_frame_image=image, last_frame_image=last,
+        prompt_optimizer=not args.no_prompt_optimizer, fast_pretreatment=args.fast,
+        watermark=args.watermark)
+    provider, validated = check_request(request, _providers_to_check(args))
+    if args.max_cost is not None:
+        cost = pricing.estimate(validated, provider)
+        if cost > Decimal(str(args.max_cost)):
+            raise BadInput(f"estimated cost ${cost} exceeds --max-cost ${args.max_cost}; "
+                           "nothing was submitted")
+    return request
+
+
+CHAINED = "chained:last-frame-of-previous-clip"  # a first frame known only at run time
+
+
+def film_requests(path: str, *, chain_all: bool, model: str | None = None,
+                  resolution: str | None = None, duration: int | None = None
+                  ) -> tuple[Any, list[VideoRequest]]:
+    """Load a storyboard file and the request of every clip, with the precedence the film
+    flows use (segment, then storyboard, then command line). Local images are checked."""
+    from hailuo.storyboard import load_storyboard
+
+    if not Path(path).is_file():
+        raise BadInput(f"storyboard file not found: {path!r}")
+    try:
+        board = load_storyboard(path)
+    except ValueError as exc:  # yaml/json errors are ValueErrors too, pydantic's as well
+        raise BadInput(f"{Path(path).name}: {_first_error(exc)}") from None
+    requests = []
+    for shot in board.shots(chain_all=chain_all):
+        first = CHAINED if shot.chained else check_image(shot.first_frame_image,
+                                                         f"segment {shot.index} first frame")
+        last = check_image(shot.last_frame_image, f"segment {shot.index} keyframe")
+        requests.append(VideoRequest(
+            model=board.model or model or DEFAULT_MODEL, prompt=shot.prompt,
+            duration=next((d for d in (shot.duration, board.duration, duration)
+                           if d is not None), None),
+            resolution=shot.resolution or board.resolution or resolution,
+            first_frame_image=first, last_frame_image=last))
+    return board, requests
+
+
+def film_request_check(args: argparse.Namespace) -> dict[str, Any]:
+    """``continuity`` / ``storyboard``: every clip valid and the whole film within
+    ``--max-cost`` before anything is sent."""
+    if args.timeout is not None and args.timeout <= 0:
+        raise BadInput(f"--timeout must be positive, got {args.timeout}")
+    board, requests = film_requests(args.file, chain_all=args.command == "continuity",
+                                    model=args.model, resolution=args.resolution,
+                                    duration=args.duration)
+    providers = _providers_to_check(args)
+    total = Decimal("0")
+    for index, request in enumerate(requests, start=1):
+        try:
+            provider, validated = check_request(request, providers)
+        except InvalidRequestError as exc:
+            raise BadInput(f"segment {index}: {exc}") from None
+        total += pricing.estimate(validated, provider)
+    if args.max_cost is not None and total > Decimal(str(args.max_cost)):
+        raise BadInput(f"estimated cost ${total} for {len(requests)} clips exceeds "
+                       f"--max-cost ${args.max_cost}; nothing was submitted")
+    return {"path": str(Path(args.file).resolve()), "clips": len(requests),
+            "title": board.title}
+
+
+# -- commands without Prefect ----------------------------------------------------------
 def _estimate(args: argparse.Namespace) -> int:
+    if args.storyboard:
+        return _estimate_film(args)
     request = VideoRequest(model=args.model, prompt=args.prompt or "estimate",
                            duration=args.duration, resolution=args.resolution,
                            first_frame_image=args.first_frame_image)
@@ -33,42 +243,182 @@ def _estimate(args: argparse.Namespace) -> int:
     else:
         print(f"${quote.usd} for {out['model']} {out['resolution']} {out['duration']} s on "
               f"{args.provider} ({quote.basis})")
-    return 0
+    return EXIT_OK
+
+
+def _estimate_film(args: argparse.Namespace) -> int:
+    board, requests = film_requests(args.storyboard, chain_all=args.mode == "continuity",
+                                    model=args.model, resolution=args.resolution,
+                                    duration=args.duration)
+    clips = []
+    for index, request in enumerate(requests, start=1):
+        try:
+            quote = pricing.quote(request, args.provider)
+        except InvalidRequestError as exc:
+            raise BadInput(f"segment {index}: {exc}") from None
+        clips.append({"clip": index, "resolution": request.output_resolution(args.provider),
+                      "duration": request.output_duration(args.provider),
+                      "usd": str(quote.usd)})
+    total = sum((Decimal(c["usd"]) for c in clips), Decimal("0"))
+    if args.json:
+        print(json.dumps({"provider": args.provider, "title": board.title, "mode": args.mode,
+                          "clips": clips, "usd": str(total)}))
+    else:
+        for clip in clips:
+            print(f"clip {clip['clip']:2d}  {clip['resolution']} {clip['duration']:2d} s  "
+                  f"${clip['usd']}")
+        print(f"${total} for {len(clips)} clips of {board.title!r} on {args.provider}")
+    return EXIT_OK
+
+
+_ELEMENTS = ("camera", "shot", "subject", "action", "scene", "lighting", "style")
 
 
 def _prompt(args: argparse.Namespace) -> int:
-    prompt = normalise_prompt(args.text)
+    elements = {name: getattr(args, name) for name in _ELEMENTS if getattr(args, name)}
+    if args.text and elements:
+        raise BadInput("give either the prompt text or elements (--subject ...), not both")
+    if elements:
+        if "subject" not in elements:
+            raise BadInput("--subject is required when building from elements")
+        if "camera" in elements:
+            elements["camera"] = [part.strip() for part in elements["camera"].split(";")]
+        try:
+            prompt = PromptElements(**elements).build(style_suffix=args.style_suffix)
+        except ValueError as exc:  # pydantic wraps the element's InvalidRequestError
+            raise BadInput(_first_error(exc)) from None
+    elif args.text:
+        prompt = normalise_prompt(args.text)
+    else:
+        raise BadInput("give the prompt text or --subject (and other elements)")
     warnings = lint_prompt(prompt, image_to_video=args.image_to_video)
     if args.json:
-        print(json.dumps({"prompt": prompt, "warnings": warnings}))
+        print(json.dumps({"prompt": prompt, "characters": len(prompt), "warnings": warnings}))
     else:
         print(prompt)
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
-    return 0
+    return EXIT_OK
+
+
+def _first_error(exc: ValueError) -> str:
+    errors_ = getattr(exc, "errors", None)
+    if callable(errors_):
+        first = errors_()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first.get("msg", exc)).removeprefix("Value error, ")
+        return f"{where}: {message}" if where and not message.startswith(where) else message
+    return str(exc)
+
+
+# -- the parser ------------------------------------------------------------------------
+def _add_common_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--credentials-block", default=os.environ.get(CREDENTIALS_ENV) or None,
+                   help="saved HailuoCredentials block (default $HAILUO_CREDENTIALS_BLOCK); "
+                   "without one the embedded simulator runs and nothing is paid")
+    p.add_argument("--provider", choices=PROVIDERS, default=None,
+                   help="dialect of the embedded simulator, or the credentials block's "
+                   "provider for checking input early")
+    p.add_argument("--out", default="out", metavar="DIR",
+                   help="local folder for videos, thumbnails, manifests (default ./out)")
+    p.add_argument("--s3-bucket-block", default=None, metavar="NAME",
+                   help="prefect-aws S3Bucket block: also upload there")
+    p.add_argument("--s3-prefix", default=None, help="key prefix in the bucket (default hailuo)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON document on stdout, no progress display")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hailuo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="hailuo", description="MiniMax Hailuo video generation through Prefect flows.",
+        epilog="Exit codes: 0 ok, 1 other error, 2 bad input (nothing sent), 3 refused by "
+        "the provider, 4 generation failed, 5 timed out (re-run resumes), 6 key/account, "
+        "7 provider unavailable, 8 ambiguous submit, 130 interrupted.")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="text or image to video (runs the Prefect flow)")
+    gen.add_argument("prompt", nargs="?", help="the prompt; camera commands in brackets")
+    gen.add_argument("--image", metavar="PATH|URL|s3://",
+                     help="first frame: image-to-video")
+    gen.add_argument("--last-frame", metavar="PATH|URL|s3://",
+                     help="last frame: a first+last frame transition (with --image)")
+    gen.add_argument("--model", default=DEFAULT_MODEL)
+    gen.add_argument("--duration", type=int, help="seconds (default: the model's)")
+    gen.add_argument("--resolution", help="512p, 768p or 1080p (default 768p)")
+    gen.add_argument("--take", type=int, default=1,
+                     help="a new number makes a new, separately paid take (default 1)")
+    gen.add_argument("--max-cost", type=float, metavar="USD",
+                     help="refuse before submitting if the estimate is higher")
+    gen.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="total wait for the clip (default 1800)")
+    gen.add_argument("--no-prompt-optimizer", action="store_true")
+    gen.add_argument("--fast", action="store_true", help="fast pre-treatment")
+    gen.add_argument("--watermark", action="store_true")
+    _add_common_run_options(gen)
+
+    for name, text in (("continuity", "a long video as a chain, each clip starting on the "
+                        "last frame of the one before (runs the Prefect flow)"),
+                       ("storyboard", "a film from keyframes, clips generated in parallel "
+                        "(runs the Prefect flow)")):
+        film = sub.add_parser(name, help=text)
+        film.add_argument("file", help="storyboard file (.yaml or .json)")
+        film.add_argument("--model", default=None, help="default model (the file's wins)")
+        film.add_argument("--duration", type=int, help="default seconds per clip")
+        film.add_argument("--resolution", help="default resolution")
+        film.add_argument("--max-cost", type=float, metavar="USD",
+                          help="refuse before submitting if the film's estimate is higher")
+        film.add_argument("--timeout", type=float, metavar="SECONDS",
+                          help="total wait per clip (default 1800)")
+        if name == "storyboard":
+            film.add_argument("--max-concurrency", type=int, default=8,
+                              help="clips in flight at once (default 8)")
+        _add_common_run_options(film)
+
     sim = sub.add_parser("sim", help="run the local simulator (see `hailuo sim --help`)",
                          add_help=False)
     sim.add_argument("rest", nargs=argparse.REMAINDER)
+
     est = sub.add_parser("estimate", help="cost of a request, no network")
-    est.add_argument("--provider", choices=["apimart", "minimax"], default="apimart")
+    est.add_argument("--provider", choices=PROVIDERS, default="apimart")
     est.add_argument("--model", default=DEFAULT_MODEL)
     est.add_argument("--prompt")
     est.add_argument("--duration", type=int)
     est.add_argument("--resolution")
     est.add_argument("--first-frame-image")
+    est.add_argument("--storyboard", metavar="FILE",
+                     help="price every clip of a storyboard file instead")
+    est.add_argument("--mode", choices=["continuity", "storyboard"], default="storyboard",
+                     help="how the storyboard is shot (default storyboard)")
     est.add_argument("--json", action="store_true")
     est.set_defaults(func=_estimate)
-    prm = sub.add_parser("prompt", help="normalise and lint a prompt (camera commands checked)")
-    prm.add_argument("text")
+
+    prm = sub.add_parser("prompt", help="build and lint a prompt (camera commands checked)")
+    prm.add_argument("text", nargs="?", help="a whole prompt to normalise and lint")
+    prm.add_argument("--camera", help="camera commands, brackets separated by ';', e.g. "
+                     "'Pan left, Pedestal up; Zoom in'")
+    for name in _ELEMENTS[1:]:
+        prm.add_argument(f"--{name}", help=f"the {name} element")
+    prm.add_argument("--style-suffix", help="a shared look appended to every clip")
     prm.add_argument("--image-to-video", action="store_true")
     prm.add_argument("--json", action="store_true")
     prm.set_defaults(func=_prompt)
     return parser
+
+
+def _fail(exc: BaseException, json_output: bool, code: int | None = None) -> int:
+    """Report a failure as one stderr line (and a JSON document with --json)."""
+    code = exit_code_for(exc) if code is None else code
+    print(error_line(exc), file=sys.stderr)
+    if json_output:
+        doc: dict[str, Any] = {"ok": False, "exit_code": code, "error": type(exc).__name__,
+                               "message": " ".join(str(exc).split())}
+        task_id = getattr(exc, "task_id", None)
+        if task_id:
+            doc["task_id"] = task_id
+        print(json.dumps(doc))
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -78,11 +428,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
+    json_output = bool(getattr(args, "json", False))
     try:
-        return args.func(args)
-    except (InvalidRequestError, ValueError) as exc:
-        print(f"hailuo: error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        if args.command not in FLOW_COMMANDS:
+            return args.func(args)
+        checked = CHECKS[args.command](args)
+    except KeyboardInterrupt as exc:
+        return _fail(exc, json_output)
+    except ValueError as exc:  # InvalidRequestError, BadInput, pydantic's ValidationError
+        return _fail(exc, json_output, EXIT_BAD_INPUT)
+    # The one upward reference: flow-backed commands, imported only when one is run.
+    from flows import cli as flow_cli
+
+    return flow_cli.run(args, checked, fail=lambda exc: _fail(exc, json_output))
+
+
+CHECKS = {"generate": generate_request, "continuity": film_request_check,
+          "storyboard": film_request_check}
 
 
 if __name__ == "__main__":

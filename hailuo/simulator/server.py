@@ -84,6 +84,10 @@ def uvicorn_config(app: Any, config: SimulatorConfig) -> uvicorn.Config:
     """The uvicorn settings the simulator needs (its h11 protocol makes drops possible)."""
     return uvicorn.Config(
         app, host=config.host, port=config.port, http=SimulatorH11Protocol, lifespan="on",
+        # log_config=None: uvicorn must not dictConfig() the process's logging. Inside a
+        # Prefect flow run that re-configuration flushes Prefect's API log handler while
+        # holding the logging lock, and the flush waits for a thread that needs that lock.
+        log_config=None,
         log_level="warning", access_log=False, proxy_headers=False, loop="asyncio",
         timeout_graceful_shutdown=2, timeout_keep_alive=30,
     )

@@ -1,0 +1,123 @@
+"""One-time operator setup against a Prefect server (``python -m deployments.setup``).
+
+Creates or updates, idempotently:
+
+- the process work pool the deployments in ``prefect.yaml`` target (default ``hailuo``);
+- the ``hailuo-submit`` global concurrency limit, sized from the provider's requests per
+  minute with slot decay (see ``deployments.limits``), so every worker's submits together
+  stay under the provider's limit;
+- the ``Secret`` block holding the API key, read from an environment variable so the key
+  never appears on a command line, in shell history or in this script's output;
+- the ``HailuoCredentials`` block the deployments name by default (``hailuo``).
+
+Why a Python script rather than a list of ``prefect`` commands: it is idempotent (safe to
+re-run after changing the rate), it sizes the limit with the same code the tests check,
+and it never echoes the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from deployments.limits import SUBMIT_LIMIT_NAME, submit_limit
+
+DEFAULT_POOL = "hailuo"
+DEFAULT_CREDENTIALS_BLOCK = "hailuo"
+DEFAULT_KEY_ENV = "HAILUO_API_KEY"
+
+
+def ensure_work_pool(client, name: str) -> str:
+    """Create the process work pool unless it exists; returns what happened."""
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+    from prefect.workers.process import ProcessWorker
+
+    try:
+        pool = client.read_work_pool(name)
+    except ObjectNotFound:
+        client.create_work_pool(WorkPoolCreate(
+            name=name, type="process", description="prefect-hailuo flows (process worker)",
+            base_job_template=ProcessWorker.get_default_base_job_template()))
+        return f"work pool {name!r} created (process)"
+    return f"work pool {name!r} exists ({pool.type})"
+
+
+def ensure_submit_limit(client, rpm: int, headroom: float) -> str:
+    sized = submit_limit(rpm, headroom)
+    client.upsert_global_concurrency_limit_by_name(
+        SUBMIT_LIMIT_NAME, sized.limit, slot_decay_per_second=sized.slot_decay_per_second)
+    return sized.describe()
+
+
+def save_secret(name: str, env_var: str) -> str:
+    """Store the key from ``env_var`` in a Secret block; the key itself is never printed."""
+    from prefect.blocks.system import Secret
+    from pydantic import SecretStr
+
+    key = os.environ.get(env_var, "").strip()
+    if not key:
+        raise SystemExit(f"setup: error: environment variable {env_var} is empty or not set")
+    Secret(value=SecretStr(key)).save(name, overwrite=True)
+    return f"Secret block {name!r} saved from ${env_var} ({len(key)} characters)"
+
+
+def save_credentials(name: str, provider: str, base_url: str | None, secret_block: str) -> str:
+    from blocks.credentials import HailuoCredentials
+
+    HailuoCredentials(provider=provider, base_url=base_url or None,
+                      api_key_secret_block=secret_block).save(name, overwrite=True)
+    where = base_url or "the provider's public URL"
+    return f"HailuoCredentials block {name!r} saved ({provider}, {where}, key in {secret_block!r})"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m deployments.setup",
+        description="Create the work pool, the hailuo-submit rate limit and the key/credential "
+        "blocks on the Prefect server named by PREFECT_API_URL. Safe to re-run.")
+    parser.add_argument("--pool", default=DEFAULT_POOL, help="process work pool name")
+    parser.add_argument("--rpm", type=int, default=20,
+                        help="provider submits per minute for this key (default 20)")
+    parser.add_argument("--headroom", type=float, default=0.1,
+                        help="fraction of the provider's rate left unused (default 0.1)")
+    parser.add_argument("--api-key-env", default=None, metavar="VAR",
+                        help=f"save the key from this environment variable (e.g. "
+                        f"{DEFAULT_KEY_ENV}) into the Secret block; omit to leave it alone")
+    parser.add_argument("--secret-block", default="hailuo-api-key",
+                        help="Secret block holding the key (default hailuo-api-key)")
+    parser.add_argument("--credentials-block", default=DEFAULT_CREDENTIALS_BLOCK,
+                        help="HailuoCredentials block to save (default hailuo); '' to skip")
+    parser.add_argument("--provider", choices=["apimart", "minimax"], default="apimart")
+    parser.add_argument("--base-url", default=None,
+                        help="API base URL; empty means the provider's public URL")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        submit_limit(args.rpm, args.headroom)  # bad numbers fail before touching the server
+    except ValueError as exc:
+        print(f"setup: error: {exc}", file=sys.stderr)
+        return 2
+    from prefect.client.orchestration import get_client
+
+    from blocks.credentials import HailuoCredentials
+
+    HailuoCredentials.register_type_and_schema()
+    with get_client(sync_client=True) as client:
+        print(ensure_work_pool(client, args.pool))
+        print(ensure_submit_limit(client, args.rpm, args.headroom))
+    if args.api_key_env:
+        print(save_secret(args.secret_block, args.api_key_env))
+    if args.credentials_block:
+        print(save_credentials(args.credentials_block, args.provider, args.base_url,
+                               args.secret_block))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

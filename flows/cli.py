@@ -1,0 +1,249 @@
+"""The flow-backed ``hailuo`` commands (``generate``, ``continuity``, ``storyboard``): the
+command line is a thin client of the flows.
+
+``hailuo.cli`` parses and checks the input (no Prefect), then calls ``run`` here. The flow
+runs in this process, against the Prefect server named by ``PREFECT_API_URL`` (or a
+temporary local one), so a command-line run is cached, resumable and shows up in the UI
+like any other: running the same command again after a timeout or a crash waits for the
+same provider task instead of paying again.
+
+Progress comes from the run's own log records (the tasks already log every status change
+for the UI): a logging handler turns them into events for ``hailuo.progress``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from hailuo.models import VideoRequest
+from hailuo.progress import ProgressDisplay, choose_mode
+
+# What a finished task means for the next step the user waits on.
+_AFTER = {
+    "fetch-input-image": "submitting",
+    "submit-generation": "queued",
+    "wait-for-generation": "downloading",
+    "download-video": "thumbnail",
+    "make-thumbnail": "finishing",
+    "upload-to-s3": "finishing",
+    "generate-chain": "stitching",
+    "stitch-clips": "poster",
+    "make-poster": "contact sheet",
+    "make-contact-sheet": "finishing",
+}
+_DURING = {
+    "fetch-input-image": "fetching input",
+    "submit-generation": "submitting",
+    "download-video": "downloading",
+    "make-thumbnail": "thumbnail",
+    "upload-to-s3": "uploading",
+    "stitch-clips": "stitching",
+    "upload-still": "uploading",
+}
+
+
+class RunProgress(logging.Handler):
+    """Feeds a ``ProgressDisplay`` from Prefect task-run log records.
+
+    It reads the structured parts of records (``task_name`` and the arguments of the
+    wait task's "task %s: %s %s%%" line), never the API (no extra requests per poll).
+    """
+
+    def __init__(self, display: ProgressDisplay) -> None:
+        super().__init__(level=logging.INFO)
+        self.display = display
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a display problem must never fail the run
+            self._handle(record)
+
+    def _handle(self, record: logging.LogRecord) -> None:
+        task = getattr(record, "task_name", None)
+        if task is None:
+            return
+        message = str(record.msg)
+        args = record.args if isinstance(record.args, tuple) else ()
+        if task == "wait-for-generation" and message.startswith("task %s: %s %s") \
+                and len(args) == 3:
+            task_id, status, progress = args
+            self.display.status(str(status), int(progress), task_id=str(task_id))
+        elif task == "submit-generation" and message.startswith("submitted") and len(args) > 1:
+            self.display.stage("queued", task_id=str(args[1]))
+        elif message.startswith("Finished in state"):
+            if "Completed" in message or "Cached" in message:
+                if task == "download-video":
+                    self.display.clip_done()
+                self.display.stage(_AFTER.get(task, "working"))
+        elif task in _DURING:
+            self.display.stage(_DURING[task])
+
+
+def quiet_prefect_console(verbose: bool) -> None:
+    """Prefect prints every run's log lines to stderr; the command shows its own display
+    and one line per error instead (``--verbose`` keeps Prefect's lines)."""
+    if verbose:
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in
+                                       list(logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", []):
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.CRITICAL + 1)
+
+
+def _destination(args: argparse.Namespace) -> Any:
+    from flows.models import Destination
+
+    extra = {"s3_prefix": args.s3_prefix} if args.s3_prefix else {}
+    return Destination(output_dir=args.out, s3_bucket_block=args.s3_bucket_block, **extra)
+
+
+def _options(args: argparse.Namespace, request: VideoRequest) -> Any:
+    from flows.models import GenerationOptions
+
+    extra = {"timeout_seconds": args.timeout} if args.timeout else {}
+    return GenerationOptions(
+        model=request.model, duration=request.duration, resolution=request.resolution,
+        prompt_optimizer=request.prompt_optimizer, fast_pretreatment=request.fast_pretreatment,
+        watermark=request.watermark, take=args.take, max_cost_usd=args.max_cost,
+        provider=args.provider or "apimart", **extra)
+
+
+def generate(args: argparse.Namespace, request: VideoRequest) -> Any:
+    """Pick the flow from the inputs: text-to-video, image-to-video or first+last frame."""
+    from flows.generation import first_last_frame, image_to_video, text_to_video
+
+    common = {"options": _options(args, request), "destination": _destination(args),
+              "credentials_block": args.credentials_block}
+    if request.last_frame_image:
+        return first_last_frame(first_frame_image=request.first_frame_image,
+                                last_frame_image=request.last_frame_image,
+                                prompt=request.prompt, **common)
+    if request.first_frame_image:
+        return image_to_video(first_frame_image=request.first_frame_image,
+                              prompt=request.prompt, **common)
+    return text_to_video(prompt=request.prompt, **common)
+
+
+def film(args: argparse.Namespace, checked: dict[str, Any]) -> Any:
+    """``continuity`` (one chain, in order) or ``storyboard`` (keyframed clips at once)."""
+    from flows.continuity import multi_clip_continuity
+    from flows.storyboard import storyboard
+
+    options = _film_options(args)
+    common = {"options": options, "destination": _destination(args),
+              "credentials_block": args.credentials_block}
+    if args.command == "continuity":
+        return multi_clip_continuity(storyboard=checked["path"], **common)
+    return storyboard(storyboard=checked["path"], max_concurrency=args.max_concurrency,
+                      **common)
+
+
+def _film_options(args: argparse.Namespace) -> Any:
+    from flows.models import GenerationOptions
+
+    given = {"model": args.model, "duration": args.duration, "resolution": args.resolution,
+             "max_cost_usd": args.max_cost, "timeout_seconds": args.timeout}
+    return GenerationOptions(provider=args.provider or "apimart",
+                             **{k: v for k, v in given.items() if v is not None})
+
+
+def _print_film(doc: dict[str, Any]) -> None:
+    print(f"film      {doc['video_path']}  ({doc['width']}x{doc['height']}, "
+          f"{doc['duration']:.1f} s, {len(doc['clips'])} clips, {doc['stitch_method']})")
+    print(f"manifest  {doc['manifest_path']}")
+    print(f"poster    {doc['poster_path']}")
+    if doc.get("s3_uri"):
+        print(f"s3        {doc['s3_uri']}")
+    paid = "simulated: nothing paid" if doc["simulated"] else "estimate"
+    print(f"cost      ${doc['total_cost_usd']:.2f} ({paid})")
+
+
+def _print_clip(clip: dict[str, Any]) -> None:
+    print(f"video     {clip['local_path']}  ({clip['width']}x{clip['height']}, "
+          f"{clip['duration']:.1f} s, sha256 {clip['sha256'][:12]})")
+    print(f"manifest  {clip['manifest_path']}")
+    if clip.get("s3_uri"):
+        print(f"s3        {clip['s3_uri']}")
+        print(f"          {clip['manifest_uri']}")
+    paid = "simulated: nothing paid" if clip["simulated"] else "estimate"
+    print(f"cost      ${clip['cost_usd']:.2f} on {clip['provider']} ({paid})")
+    print(f"task      {clip['task_id']}")
+
+
+def _api_url() -> str | None:
+    from prefect.settings import PREFECT_API_URL
+
+    return PREFECT_API_URL.value()
+
+
+def check_blocks(args: argparse.Namespace) -> None:
+    """Named blocks must exist on the server: a typo is bad input (exit 2), found before
+    the flow starts rather than as a failed run."""
+    from hailuo.cli import BadInput
+
+    wanted = []
+    if args.credentials_block:
+        from blocks.credentials import HailuoCredentials
+
+        wanted.append((HailuoCredentials, args.credentials_block, "--credentials-block"))
+    if args.s3_bucket_block:
+        from prefect_aws import S3Bucket
+
+        wanted.append((S3Bucket, args.s3_bucket_block, "--s3-bucket-block"))
+    for block_type, name, option in wanted:
+        try:
+            block_type.load(name)
+        except ValueError:
+            raise BadInput(f"{option}: no {block_type.__name__} block named {name!r} on the "
+                           "Prefect server (see `python -m deployments.setup`)") from None
+
+
+RUNNERS: dict[str, Callable[[argparse.Namespace, Any], Any]] = {
+    "generate": generate, "continuity": film, "storyboard": film}
+
+
+def run(args: argparse.Namespace, checked: Any, *, fail: Callable[[BaseException], int]
+        ) -> int:
+    """Run the command's flow with a progress display; map failures to exit codes."""
+    mode = choose_mode(sys.stderr, json_output=args.json, quiet=args.quiet)
+    display = ProgressDisplay(sys.stderr, mode, label=args.command)
+    listener = RunProgress(display)
+    task_logger = logging.getLogger("prefect.task_runs")
+    try:
+        quiet_prefect_console(args.verbose)
+        if not _api_url():
+            display.note("hailuo: no PREFECT_API_URL: starting a temporary local Prefect "
+                         "server (~15 s); point PREFECT_API_URL at yours to skip this")
+        check_blocks(args)
+        task_logger.addHandler(listener)
+        with display:
+            if not args.credentials_block:
+                display.note("hailuo: no credentials block: using the embedded simulator "
+                             "(nothing is paid)")
+            if isinstance(checked, dict) and "clips" in checked:
+                display.clips(checked["clips"])
+            display.stage("submitting")
+            result = RUNNERS[args.command](args, checked)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes an exit code
+        if isinstance(exc, SystemExit):
+            raise
+        return fail(exc)
+    finally:
+        task_logger.removeHandler(listener)
+    doc = result.model_dump(mode="json")
+    if args.json:
+        print(json.dumps({"ok": True, "command": args.command, "result": doc}))
+    elif args.command == "generate":
+        _print_clip(doc)
+    else:
+        _print_film(doc)
+    return 0

@@ -128,3 +128,16 @@ def kill_python_when(script: str, ready, *, timeout: float = 120.0) -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def save_credentials(name: str, base_url: str, key: str, provider: str = "apimart") -> str:
+    """Save the key in a Secret block and a HailuoCredentials block naming it (the way
+    operators are told to); returns the credentials block's name."""
+    from prefect.blocks.system import Secret
+
+    from blocks import HailuoCredentials
+
+    Secret(value=key).save(f"{name}-key", overwrite=True)
+    HailuoCredentials(provider=provider, base_url=base_url,
+                      api_key_secret_block=f"{name}-key").save(name, overwrite=True)
+    return name

@@ -33,7 +33,7 @@ from hailuo.cli import (
 )
 from hailuo.progress import ProgressDisplay, choose_mode
 from hailuo.simulator import run_simulator
-from tests.conftest import make_png
+from tests.conftest import make_png, save_credentials
 
 KEY = "hk-CLI-TEST-7c1e0b5a9d"
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,14 +55,7 @@ def api_url(prefect_harness) -> str:
 
 @pytest.fixture(scope="module")
 def creds(api_url, sim) -> str:
-    from prefect.blocks.system import Secret
-
-    from blocks import HailuoCredentials
-
-    Secret(value=KEY).save("cli-test-key", overwrite=True)
-    HailuoCredentials(provider="apimart", base_url=sim.base_url,
-                      api_key_secret_block="cli-test-key").save("cli-test", overwrite=True)
-    return "cli-test"
+    return save_credentials("cli-test", sim.base_url, KEY)
 
 
 def hailuo(*args: str, api_url: str | None = None, timeout: float = 180

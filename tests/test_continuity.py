@@ -21,7 +21,7 @@ from hailuo import media
 from hailuo.simulator import run_simulator
 from hailuo.simulator.faults import MINIMAX_MESSAGES
 from hailuo.storyboard import Storyboard, load_storyboard
-from tests.conftest import s3_client
+from tests.conftest import s3_client, save_credentials
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "hk-continuity-test-key-0123456789abcdef"
@@ -88,15 +88,7 @@ def sim():
 
 @pytest.fixture(scope="module")
 def creds(prefect_harness, sim) -> str:
-    from prefect.blocks.system import Secret
-
-    from blocks import HailuoCredentials
-
-    Secret(value=KEY).save("continuity-test-key", overwrite=True)
-    HailuoCredentials(provider="apimart", base_url=sim.base_url,
-                      api_key_secret_block="continuity-test-key").save(
-                          "continuity-test", overwrite=True)
-    return "continuity-test"
+    return save_credentials("continuity-test", sim.base_url, KEY)
 
 
 def _options():

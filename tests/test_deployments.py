@@ -232,6 +232,20 @@ def bucket_block(deployed, s3_endpoint) -> str:
     return "deploy-test"
 
 
+def _api(method: str, url: str, **kwargs) -> httpx.Response:
+    """One REST call to the Prefect server, retried on 503 as Prefect's own client does.
+
+    The server answers 503 when SQLite is briefly locked (workers and runs writing at the
+    same time); that says "try again", not "failed".
+    """
+    for attempt in range(10):
+        response = httpx.request(method, url, timeout=30, **kwargs)
+        if response.status_code != 503:
+            return response
+        time.sleep(0.5 * (attempt + 1))
+    return response
+
+
 def _trigger(server: Server, name: str, parameters: dict) -> str:
     from prefect.deployments import run_deployment
 
@@ -244,7 +258,7 @@ def _wait_final(server: Server, run_ids: list[str], timeout: float = 300) -> dic
     """Poll the REST API until every run is final; returns the runs as JSON."""
     deadline = time.monotonic() + timeout
     while True:
-        runs = {rid: httpx.get(f"{server.url}/flow_runs/{rid}").json() for rid in run_ids}
+        runs = {rid: _api("GET", f"{server.url}/flow_runs/{rid}").json() for rid in run_ids}
         if all(r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
                for r in runs.values()):
             return runs
@@ -259,12 +273,12 @@ def _worker_logs(server: Server) -> str:
 
 def test_setup_and_deploy_create_pool_limit_blocks_and_deployments(deployed, sim):
     sized = submit_limit(RPM)
-    gcl = httpx.get(f"{deployed.url}/v2/concurrency_limits/{SUBMIT_LIMIT_NAME}").json()
+    gcl = _api("GET", f"{deployed.url}/v2/concurrency_limits/{SUBMIT_LIMIT_NAME}").json()
     assert gcl["limit"] == sized.limit
     assert math.isclose(gcl["slot_decay_per_second"], sized.slot_decay_per_second)
-    pool = httpx.get(f"{deployed.url}/work_pools/hailuo").json()
+    pool = _api("GET", f"{deployed.url}/work_pools/hailuo").json()
     assert pool["type"] == "process"
-    found = httpx.post(f"{deployed.url}/deployments/filter", json={}).json()
+    found = _api("POST", f"{deployed.url}/deployments/filter", json={}).json()
     assert {d["name"] for d in found} == {s["name"] for s in deployment_specs()}
     for d in found:
         assert d["work_pool_name"] == "hailuo"
@@ -354,8 +368,8 @@ def test_serve_runs_deployments_without_a_worker(deployed, sim, tmp_path_factory
     first (serve is the alternative to deploy + workers, not an addition to them)."""
     for name in ("worker-1", "worker-2"):
         deployed.stop(name)
-    for d in httpx.post(f"{deployed.url}/deployments/filter", json={}).json():
-        httpx.delete(f"{deployed.url}/deployments/{d['id']}").raise_for_status()
+    for d in _api("POST", f"{deployed.url}/deployments/filter", json={}).json():
+        _api("DELETE", f"{deployed.url}/deployments/{d['id']}").raise_for_status()
     serve = deployed.start("serve", sys.executable, "-m", "deployments.serve")
     out = tmp_path_factory.mktemp("serve-out")
     deadline = time.monotonic() + 120

@@ -18,7 +18,7 @@ from PIL import Image, ImageFilter
 from hailuo import media
 from hailuo.errors import CostLimitExceededError
 from hailuo.simulator import run_simulator
-from tests.conftest import kill_python_when, s3_client
+from tests.conftest import kill_python_when, s3_client, save_credentials
 
 pytestmark = pytest.mark.prefect
 
@@ -34,14 +34,7 @@ def sim():
 
 @pytest.fixture(scope="module")
 def creds(prefect_harness, sim) -> str:
-    from prefect.blocks.system import Secret
-
-    from blocks import HailuoCredentials
-
-    Secret(value=KEY).save("hailuo-test-key", overwrite=True)
-    HailuoCredentials(provider="apimart", base_url=sim.base_url,
-                      api_key_secret_block="hailuo-test-key").save("hailuo-test", overwrite=True)
-    return "hailuo-test"
+    return save_credentials("hailuo-test", sim.base_url, KEY)
 
 
 @pytest.fixture(scope="module")

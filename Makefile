@@ -25,6 +25,7 @@ demo: venv
 	$(PY) -m flows.demo
 
 bench: venv
+	$(PY) -m pip install --quiet -e ".[test,bench]"
 	$(PY) -m benchmarks.run
 
 clean:

@@ -132,7 +132,7 @@ def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOp
                                 destination.s3_bucket_block, prefix=destination.s3_prefix,
                                 provider=connection.provider, thumbnail_path=thumb,
                                 presign_seconds=destination.presign_seconds)
-    return ClipResult(
+    result = ClipResult(
         name=spec.name, task_id=done.task_id, provider=connection.provider, model=request.model,
         prompt=request.prompt, resolution=manifest["resolution"], duration=video.duration,
         width=video.width, height=video.height, local_path=str(video.path), sha256=video.sha256,
@@ -144,10 +144,27 @@ def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOp
         thumbnail_url=uploaded.thumbnail_url if uploaded else None,
         simulated=connection.simulated,
     )
+    publish_clip_artifacts(result)
+    return result
+
+
+def publish_clip_artifacts(result: ClipResult) -> None:
+    """A link to the clip's video, and its thumbnail when that lives in S3.
+
+    Published by each clip as it finishes (inside its own task when a batch runs clips in
+    parallel), so links appear in the UI as clips land and a large batch does not end
+    with a long serial run of artifact calls."""
+    link = result.presigned_url or Path(result.local_path).resolve().as_uri()
+    create_link_artifact(link, link_text=f"{result.name or result.task_id}.mp4",
+                         description=f"{result.model} {result.resolution} "
+                         f"{result.duration:.1f}s (task {result.task_id})")
+    if result.thumbnail_url:
+        create_image_artifact(result.thumbnail_url,
+                              description=f"thumbnail of {result.name or result.task_id}")
 
 
 def publish_artifacts(results: list[ClipResult], title: str) -> None:
-    """A table of the run's clips, a link per video, and thumbnails that live in S3."""
+    """The run's table of clips (each clip published its own link and thumbnail)."""
     rows = [{
         "clip": r.name or r.task_id, "prompt": (r.prompt or "")[:120], "model": r.model,
         "resolution": r.resolution, "duration_s": round(r.duration, 2),
@@ -156,11 +173,3 @@ def publish_artifacts(results: list[ClipResult], title: str) -> None:
     } for r in results]
     create_table_artifact(rows, key=None, description=f"{title}: {len(rows)} clip(s), "
                           f"estimated ${sum(r.cost_usd for r in results):.2f}")
-    for result in results:
-        link = result.presigned_url or Path(result.local_path).resolve().as_uri()
-        create_link_artifact(link, link_text=f"{result.name or result.task_id}.mp4",
-                             description=f"{result.model} {result.resolution} "
-                             f"{result.duration:.1f}s (task {result.task_id})")
-        if result.thumbnail_url:
-            create_image_artifact(result.thumbnail_url,
-                                  description=f"thumbnail of {result.name or result.task_id}")

@@ -112,18 +112,23 @@ def wait_for_generation(job: Job, connection: HailuoConnection,
     With ``use_callbacks`` the process's shared callback receiver wakes the wait as soon
     as the provider reports; the status itself always comes from a poll."""
     logger = get_run_logger()
-    artifact = create_progress_artifact(
-        0.0, description=f"Hailuo task {job.task_id} ({connection.provider})")
+    # Created on the first status that is not yet final: a job that is already done (a
+    # re-run, a resumed wait) costs no artifact round trips.
+    artifact: dict[str, Any] = {"id": None}
     last: dict[str, Any] = {"status": None, "progress": -1}
 
     def on_update(current: Job) -> None:
         progress = 100 if current.status is JobStatus.COMPLETED else (current.progress or 0)
-        if (current.status, progress) != (last["status"], last["progress"]):
-            logger.info("task %s: %s %s%%", current.task_id, current.status.value, progress)
-            update_progress_artifact(artifact, float(progress),
-                                     description=f"Hailuo task {current.task_id}: "
-                                     f"{current.status.value}")
-            last.update(status=current.status, progress=progress)
+        if (current.status, progress) == (last["status"], last["progress"]):
+            return
+        logger.info("task %s: %s %s%%", current.task_id, current.status.value, progress)
+        description = f"Hailuo task {current.task_id} ({connection.provider}): " \
+                      f"{current.status.value}"
+        if artifact["id"] is None and not current.status.terminal:
+            artifact["id"] = create_progress_artifact(float(progress), description=description)
+        elif artifact["id"] is not None:
+            update_progress_artifact(artifact["id"], float(progress), description=description)
+        last.update(status=current.status, progress=progress)
 
     with connection.client() as client:
         if use_callbacks:

@@ -56,7 +56,13 @@ def extract_last_frame(video_path: str, output_path: str | None = None) -> str:
 
 @task(name="make-thumbnail", cache_policy=NO_CACHE)
 def make_thumbnail(video_path: str, output_path: str | None = None, width: int = 480) -> str:
-    """A JPEG thumbnail of the middle frame, for artifacts and listings."""
-    out = Path(output_path) if output_path else Path(video_path).with_suffix(".thumb.jpg")
-    return str(media.thumbnail(Path(video_path), out, width=width))
+    """A JPEG thumbnail of the middle frame, for artifacts and listings.
+
+    Kept when it is already there and newer than the video (a re-run decodes nothing);
+    a re-downloaded video is newer, so its thumbnail is made again."""
+    video = Path(video_path)
+    out = Path(output_path) if output_path else video.with_suffix(".thumb.jpg")
+    if out.exists() and out.stat().st_size and out.stat().st_mtime_ns >= video.stat().st_mtime_ns:
+        return str(out)
+    return str(media.thumbnail(video, out, width=width))
 

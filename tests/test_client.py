@@ -387,6 +387,21 @@ def test_truncated_and_empty_downloads_leave_nothing_behind(tmp_path, tiny_mp4):
         assert list(tmp_path.iterdir()) == []
 
 
+def test_compressed_download_is_decoded_before_hashing(tmp_path, tiny_mp4):
+    """Video bodies come raw; a CDN that gzips one still yields the decoded file."""
+    import gzip
+    import hashlib
+
+    packed = gzip.compress(tiny_mp4)
+    client = make_client("apimart", lambda r: httpx.Response(200, json=_completed("https://c/a")),
+                         download_handler=lambda r: httpx.Response(
+                             200, content=packed, headers={"Content-Encoding": "gzip",
+                                                           "Content-Length": str(len(packed))}))
+    video = client.download("task_1", tmp_path / "v.mp4")
+    assert video.sha256 == hashlib.sha256(tiny_mp4).hexdigest() and video.frames == 12
+    assert (tmp_path / "v.mp4").read_bytes() == tiny_mp4
+
+
 def test_large_download_keeps_memory_flat(tmp_path, tiny_mp4):
     total = 200 * 1024 * 1024
 

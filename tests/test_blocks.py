@@ -54,3 +54,35 @@ def test_block_registers_with_prefect_cli(prefect_harness):
                           env={**__import__("os").environ, "PREFECT_API_URL": env_url})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Hailuo Credentials" in proc.stdout
+
+
+@pytest.mark.prefect
+def test_key_is_read_once_per_flow_run_and_a_rotated_key_reaches_the_next_run(prefect_harness):
+    """Each task of a clip builds a client; the block and its Secret are loaded once per
+    flow run, and a key rotated between runs is used by the next run."""
+    from prefect import flow, task
+    from prefect.blocks.system import Secret
+
+    from blocks.credentials import HailuoConnection
+    from tests.conftest import save_credentials
+
+    save_credentials("rotating", "http://127.0.0.1:9", "key-one")
+    conn = HailuoConnection(credentials_block="rotating", base_url="http://127.0.0.1:9")
+
+    def key() -> str:
+        with conn.client() as client:
+            return client._key.get_secret_value()
+
+    @task
+    def key_in_a_task() -> str:
+        return key()
+
+    @flow
+    def keys_seen() -> list[str]:
+        first = key()
+        Secret(value="key-rotated").save("rotating-key", overwrite=True)
+        return [first, key_in_a_task(), key()]
+
+    assert keys_seen() == ["key-one"] * 3
+    assert keys_seen() == ["key-rotated"] * 3
+    assert key() == "key-rotated"  # outside a flow run: read every time

@@ -222,7 +222,7 @@ def b7_verdict_notes(f: dict[str, Any]) -> list[str]:
             "first run is short here (a 5 s render, all clips in parallel), so the re-run's "
             "fixed costs weigh heavily: the flow run itself, five Prefect task runs per clip "
             "(cache lookup, one status call, re-hashing and probing the local file, "
-            "re-making the thumbnail) and the artifacts. Against real 30-90 s renders the "
+            "checking the thumbnail) and the artifacts. Against real 30-90 s renders the "
             "first run would be longer by the extra render time while the re-run stays the "
             f"same, e.g. {again:.1f} s against about "
             f"{first - render + 60:.0f} s at 60 s: "
@@ -259,8 +259,9 @@ def b7_rerun(s: Settings) -> dict[str, Any]:
         "prompts per repetition. Submits and downloads counted in the simulator's log.",
         "What a re-run does per clip: submit is a Prefect cache hit (the persisted task id), "
         "one status call sees the task completed, download_video finds the file and its "
-        "verification record (sha256 of the file + probe, no bytes fetched), then thumbnail "
-        "and manifest are redone, and the artifacts are published again.",
+        "verification record (sha256 of the file + probe, no bytes fetched), the thumbnail "
+        "is kept (newer than the video), the manifest is rewritten, and the run publishes "
+        "its own artifacts (no progress artifact: the job is already final).",
     ]
     figures = {
         "render_seconds": render,

@@ -412,7 +412,8 @@ def b8_rate_limit(s: Settings) -> dict[str, Any]:
         "deployment/infrastructure start-up.",
         f"Global concurrency limit created through the Prefect API with the project's "
         f"sizing ({limit_desc}); every submit_generation takes a slot with "
-        "rate_limit('hailuo-submit').",
+        "take_submit_slot('hailuo-submit') (tasks/submit_slots.py: reads the limit, asks "
+        "only when a slot is free).",
         "Rate used = (accepted submits - 1) / (last submit - first submit), from the "
         "simulator's log, over the allowed 2 per second. Rate-limit errors = any request the "
         "simulator answered 429 (the client would have retried it, so flows alone would not "

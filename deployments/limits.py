@@ -1,7 +1,8 @@
 """Sizing the ``hailuo-submit`` global concurrency limit from a provider's requests-per-minute.
 
-Why this arithmetic: ``rate_limit()`` takes one slot per submit and never gives it back; the
-slots leak away at ``slot_decay_per_second``. That is a leaky bucket of ``limit`` slots. In
+Why this arithmetic: ``tasks.submit_slots.take_submit_slot`` takes one slot per submit
+(rate-limit mode) and never gives it back; the slots leak away at
+``slot_decay_per_second``. That is a leaky bucket of ``limit`` slots. In
 any window of ``W`` seconds it lets through fewer than ``limit + decay * W`` acquisitions
 (the bucket can hold at most ``limit`` and drains at most ``decay * W``), so choosing
 ``decay = (budget + 1 - limit) / 60`` keeps every 60 s window at ``budget`` submits or

@@ -19,7 +19,6 @@ from typing import Any
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import rate_limit
 
 from blocks.credentials import HailuoConnection
 from hailuo.callbacks import wait_with_callbacks
@@ -27,8 +26,7 @@ from hailuo.errors import HailuoError, TimedOutError
 from hailuo.fingerprint import request_fingerprint
 from hailuo.models import Job, JobStatus, VideoRequest
 from tasks.callbacks import shared_receiver
-
-SUBMIT_RATE_LIMIT = "hailuo-submit"
+from tasks.submit_slots import SUBMIT_RATE_LIMIT, take_submit_slot
 
 
 def submit_cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -89,7 +87,7 @@ def submit_generation(
     key = f"hailuo-{ident[:40]}-{resubmit_of or 0}"
     with connection.client() as client:
         client.prepare(request)  # reject locally before taking a rate-limit slot
-        rate_limit(SUBMIT_RATE_LIMIT, strict=False)
+        take_submit_slot(SUBMIT_RATE_LIMIT)
         job = client.submit(request, idempotency_key=key, take=take)
     logger.info("submitted %s task %s (%s, %s)", connection.provider, job.task_id,
                 request.model, request.mode.value)

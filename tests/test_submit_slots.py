@@ -1,0 +1,82 @@
+"""The shared submit rate limit: slot arithmetic, and slots taken from a real Prefect server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tasks.submit_slots import seconds_until_free, take_submit_slot
+
+NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("active", "limit", "decay", "ago", "expected"), [
+    (0, 1, 1.0, 0.0, 0.0),          # empty bucket: go
+    (4, 5, 1.0, 0.0, 0.0),          # one slot left: go
+    (5, 5, 1.0, 0.0, 1.0),          # full, just updated: a whole decay step
+    (5, 5, 1.0, 0.25, 0.75),        # full, a quarter step already leaked
+    (5, 5, 2.0, 1.2, 0.3),          # 2.4 leaked (count already lowered by 2): next at 3
+    (7, 5, 1.0, 0.0, 3.0),          # over-full after a lowered limit: three steps
+    (5, 5, 1.0, None, 1.0),         # no timestamp: assume just updated
+])
+def test_seconds_until_free(active, limit, decay, ago, expected):
+    updated = NOW - timedelta(seconds=ago) if ago is not None else None
+    assert seconds_until_free(active, limit, decay, updated, NOW) == pytest.approx(expected)
+
+
+def test_a_full_limit_without_decay_never_frees():
+    assert seconds_until_free(3, 3, 0.0, NOW, NOW) == float("inf")
+
+
+@pytest.mark.prefect
+def test_slots_come_from_the_server_and_never_exceed_the_limit(prefect_harness):
+    from prefect import get_client
+
+    name = "hailuo-submit-test-pacing"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 2, slot_decay_per_second=4.0)
+        waits: list[float] = []
+        seen: list[int] = []
+
+        def sleep(seconds: float) -> None:
+            import time
+
+            waits.append(seconds)
+            time.sleep(seconds)
+
+        for _ in range(6):
+            assert take_submit_slot(name, sleep=sleep) is True
+            seen.append(client.read_global_concurrency_limit_by_name(name).active_slots)
+        # never more than the limit held; the first two go at once, the rest wait for decay
+        assert max(seen) <= 2
+        assert len(waits) >= 4 and all(0 < w <= 0.25 + 0.1 for w in waits)
+        client.delete_global_concurrency_limit_by_name(name)
+
+
+@pytest.mark.prefect
+def test_no_limit_means_no_wait_and_a_dead_limit_is_an_error(prefect_harness):
+    from prefect import get_client
+
+    assert take_submit_slot("hailuo-submit-test-missing", sleep=pytest.fail) is False
+    name = "hailuo-submit-test-no-decay"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1, slot_decay_per_second=0.0)
+        client.increment_concurrency_slots(names=[name], slots=1, mode="concurrency")
+        with pytest.raises(ValueError, match="no slot decay"):
+            take_submit_slot(name, sleep=pytest.fail)
+        client.delete_global_concurrency_limit_by_name(name)
+
+
+@pytest.mark.prefect
+def test_waiting_past_the_deadline_takes_nothing(prefect_harness):
+    from prefect import get_client
+
+    name = "hailuo-submit-test-deadline"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1, slot_decay_per_second=0.01)
+        assert take_submit_slot(name) is True
+        with pytest.raises(TimeoutError):
+            take_submit_slot(name, max_wait_seconds=0.2)
+        assert client.read_global_concurrency_limit_by_name(name).active_slots == 1
+        client.delete_global_concurrency_limit_by_name(name)

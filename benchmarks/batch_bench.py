@@ -211,25 +211,36 @@ def b7_verdict_notes(f: dict[str, Any]) -> list[str]:
     notes: list[str] = []
     submits = f["rerun_submits"]
     ratio = f["rerun_over_first"]
-    render = f.get("render_seconds", 5.0)
-
     again, first = f["rerun_seconds"]["median"], f["first_run_seconds"]["median"]
     if max(submits) != 0:
         notes.append("MISSED (0 submits): a re-run submitted again - a money bug.")
     if ratio > 0.10:
-        notes.append(
-            f"MISSED (wall <= 10%): the re-run takes {ratio:.0%} of the first run. The "
-            "first run is short here (a 5 s render, all clips in parallel), so the re-run's "
-            "fixed costs weigh heavily: the flow run itself, five Prefect task runs per clip "
-            "(cache lookup, one status call, re-hashing and probing the local file, "
-            "checking the thumbnail) and the artifacts. Against real 30-90 s renders the "
-            "first run would be longer by the extra render time while the re-run stays the "
-            f"same, e.g. {again:.1f} s against about "
-            f"{first - render + 60:.0f} s at 60 s: "
-            f"{again / (first - render + 60):.0%} (an estimate, not "
-            "measured). Closing it at this render time: cache the "
-            "whole clip (a cached generate-clip task keyed like the submit, validated by "
-            "the verification record) so a finished clip costs one cache lookup.")
+        long_render = f.get("long_render")
+        settled = f.get("rerun_settled_seconds", {}).get("median")
+        text = (
+            f"MISSED (wall <= 10%): the re-run takes {again:.1f} s, {ratio:.0%} of the first "
+            f"run ({first:.1f} s). The first run is short here: a "
+            f"{f.get('render_seconds', 5.0):g} s render with all clips "
+            "in parallel, so 10% is well under a second, less than Prefect's own fixed cost "
+            "of a flow run on this server (creating the run, state changes, heartbeat "
+            "thread, the table artifact), before any clip: per clip the re-run still does "
+            "a cache lookup, one status call, re-hashes and probes the local file and "
+            "publishes its link.")
+        if settled is not None:
+            text += (f" Started {f.get('settle_seconds', 10.0):g} s after the previous run "
+                     f"instead of at once, the re-run takes {settled:.1f} s")
+            text += (": right after a run the SQLite-backed server is still recording it, "
+                     "answers 503 'database is locked' and Prefect's client backs off 2 s "
+                     "(seen in a profile of create_flow_run)." if settled < again - 0.5
+                     else ".")
+        if long_render:
+            text += (f" Measured with a {long_render['render_seconds']:g} s render (nearer "
+                     f"real Hailuo times): first run {long_render['first']:.1f} s, re-run "
+                     f"{long_render['rerun']:.1f} s = {long_render['ratio']:.0%}.")
+        text += (" What would close it at short renders: skip the per-clip tasks of finished "
+                 "clips altogether (a local ledger of verified clips keyed like the submit) "
+                 "and a PostgreSQL-backed server.")
+        notes.append(text)
     return notes
 
 
@@ -238,7 +249,10 @@ def b7_rerun(s: Settings) -> dict[str, Any]:
 
     n = s.pick(10, 2)
     render = s.pick(5.0, 0.5)
-    first, again, submits, downloads = [], [], [], []
+    long_render = s.pick(60.0, 1.0)
+    settle = s.pick(10.0, 0.5)
+    first, again, settled, submits, downloads = [], [], [], [], []
+    long_first, long_again = [], []
     with run_simulator(render_seconds=render, cheap=True) as sim:
         creds = save_sim_credentials("bench-b7", sim.base_url)
         _batch(1, "b7-warmup", creds, s.work / "b7" / "warmup")
@@ -247,35 +261,59 @@ def b7_rerun(s: Settings) -> dict[str, Any]:
             t1, _ = _batch(n, f"b7-r{rep}", creds, out, max_concurrency=n)
             before, dl_before = sim.submits(), len(sim.requests("download"))
             t2, _ = _batch(n, f"b7-r{rep}", creds, out, max_concurrency=n)
+            time.sleep(settle)
+            t3, _ = _batch(n, f"b7-r{rep}", creds, out, max_concurrency=n)
             first.append(t1)
             again.append(t2)
+            settled.append(t3)
             submits.append(float(sim.submits() - before))
             downloads.append(float(len(sim.requests("download")) - dl_before))
+        sim.configure(render_seconds=long_render)
+        for rep in range(s.reps):
+            out = s.work / "b7" / f"long-r{rep}"
+            t1, _ = _batch(n, f"b7-long-r{rep}", creds, out, max_concurrency=n)
+            before = sim.submits()
+            t2, _ = _batch(n, f"b7-long-r{rep}", creds, out, max_concurrency=n)
+            long_first.append(t1)
+            long_again.append(t2)
+            submits.append(float(sim.submits() - before))
     ratio = median(again) / median(first)
     met = max(submits) == 0 and ratio <= 0.10
     notes = [
         f"{n} clips (render {render:g} s, cheap mode, max_concurrency={n}), then the same "
-        "generate_batch call again with the same clips, options and output folder; fresh "
-        "prompts per repetition. Submits and downloads counted in the simulator's log.",
+        "generate_batch call again at once with the same clips, options and output folder "
+        f"(the measured re-run), then once more {settle:g} s later (settled); fresh prompts "
+        f"per repetition. Repeated with a {long_render:g} s render (first run and an "
+        "immediate re-run). Submits and downloads counted in the simulator's log over all "
+        "re-runs.",
         "What a re-run does per clip: submit is a Prefect cache hit (the persisted task id), "
         "one status call sees the task completed, download_video finds the file and its "
         "verification record (sha256 of the file + probe, no bytes fetched), the thumbnail "
-        "is kept (newer than the video), the manifest is rewritten, and the run publishes "
-        "its own artifacts (no progress artifact: the job is already final).",
+        "is kept (newer than the video), the manifest is rewritten, and the clip publishes "
+        "its link artifact (no progress artifact: the job is already final).",
     ]
     figures = {
         "render_seconds": render,
+        "settle_seconds": settle,
         "first_run_seconds": spread(first),
         "rerun_seconds": spread(again),
+        "rerun_settled_seconds": spread(settled),
         "rerun_over_first": round(ratio, 3),
+        "rerun_settled_over_first": round(median(settled) / median(first), 3),
+        "long_render": {"render_seconds": long_render, "first": median(long_first),
+                        "rerun": median(long_again),
+                        "ratio": round(median(long_again) / median(long_first), 3),
+                        "first_runs": long_first, "rerun_runs": long_again},
         "rerun_submits": submits,
         "rerun_downloads": downloads,
     }
     return result("B7", "re-running a finished 10-clip batch", figures=figures,
                   verdict_notes=b7_verdict_notes(figures),
                   headline=f"re-run {median(again):.1f} s = {ratio:.0%} of the first "
-                f"{median(first):.1f} s; {int(max(submits))} submits, "
-                           f"{int(max(downloads))} downloads", met=met, notes=notes)
+                f"{median(first):.1f} s (settled {median(settled):.1f} s; with "
+                f"{long_render:g} s renders {median(long_again):.1f} s = "
+                f"{median(long_again) / median(long_first):.0%}); {int(max(submits))} "
+                f"submits, {int(max(downloads))} downloads", met=met, notes=notes)
 
 
 # ---------------------------------------------------------------------------------- B8
@@ -284,39 +322,38 @@ def b8_verdict_notes(f: dict[str, Any]) -> list[str]:
     notes: list[str] = []
     rows = f["runs"]
     used = f["rate_used_of_allowed"]
+    steady = f.get("steady_rate_used_of_allowed", float("nan"))
     limited_total = f["rate_limited_answers_total"]
+    n = f.get("clips", 60)
     met = (limited_total == 0 and used >= 0.9
-           and all(r["accepted"] == f.get("clips", 60) for r in rows))
+           and all(r["accepted"] == n for r in rows))
     if not met:
-        busy = _cpu_share([r["cpu"] for r in rows])
-        loads = _loads([r["cpu"] for r in rows])
-        n = f.get("clips", 60)
-        worker_cpu = median([r["cpu"]["finished_children_cpu_s"] for r in rows])
-        server_cpu = median([r["cpu"]["prefect_server_cpu_s"] for r in rows])
+        spans = median([r["span"] for r in rows])
         notes.append(
-            f"MISSED: rate used {used:.0%} of 120/min, {limited_total} rate-limited answers. "
-            "The limit was not what slowed the submits: the leaky bucket lets 10 through at "
-            "once and then 1.65 per second, so 60 submits could all go within about 31 s, "
-            f"while here they took {median([r['span'] for r in rows]):.0f} s. The submit "
-            "offsets (`submit_offsets_s`) come in pairs about 2-2.5 s apart: each worker "
-            "process got one clip to its submit every ~2.3 s, whatever its 30 threads. "
-            f"CPU (median per repetition): the two worker processes {worker_cpu:.0f} CPU-s "
-            f"(start-up and imports included; about {worker_cpu / n:.2f} per clip), the "
-            f"Prefect server {server_cpu:.0f} CPU-s - {busy:.0%} of the two cores, with "
-            f"other developers' test suites keeping the 1-minute load average at {loads}. "
-            "Each worker is one Python process (one GIL) running five Prefect task runs per "
-            "clip, so its clip rate is bounded by that per-clip CPU cost and by waiting for "
-            "a core and for server round trips (a development trial without any "
-            "concurrency limit, not part of this run, showed the same pairs). Even paced "
-            "by the limit alone, a long batch "
-            "would settle at 82.5% of 120/min (the 10% headroom plus the window bound: 99 "
-            "per minute), also short of 90%. What would close it: a lighter per-clip "
-            "orchestration (see B1), more worker processes than two on a bigger machine, "
-            "then a smaller headroom (5%) - a 429 is retried safely by the client anyway.")
+            f"MISSED: rate used {used:.0%} of 120/min (steady state {steady:.0%}), "
+            f"{limited_total} rate-limited answers; the {n} submits took {spans:.0f} s. "
+            "The 90% target equals the limit's whole budget: `deployments.setup` sizes the "
+            "bucket with 10% headroom (108 a minute: a burst of 10, then 1.65 per second, "
+            "82.5% of 120), so only the burst lifts a run above 82.5% and a long batch "
+            "cannot pass it by design. The measured steady rate sits a little under the "
+            "bucket's 1.65/s because the server floors the decay at every grant (the "
+            "fraction of a slot that leaked between the decay step and the grant - the "
+            "read, the ask and a few ms of jitter - is lost each time, about 7%). "
+            "What would close it: a smaller headroom (`deployments.setup --headroom "
+            "0.05`; a 429 is still retried safely, as no task is created).")
+    h5 = f.get("headroom_5pct")
+    if h5:
+        notes.append(
+            f"Measured in the same run with --headroom 0.05 ({h5['limit']}): "
+            f"{h5['rate_used_of_allowed']:.0%} of 120/min (steady state "
+            f"{h5['steady_rate_used_of_allowed']:.0%}), {h5['rate_limited_answers_total']} "
+            f"rate-limited answers, at most {h5['max_in_60s']} submits in any 60 s. The "
+            "default stays at 10%: the real provider's window and clock are not known "
+            "to us, and a batch's rate matters less than its never being refused.")
     return notes
 
 
-def _ensure_limit(rpm: int) -> str:
+def _ensure_limit(rpm: int, headroom: float = 0.1) -> str:
     from prefect.client.orchestration import get_client
 
     try:
@@ -326,19 +363,19 @@ def _ensure_limit(rpm: int) -> str:
     with get_client(sync_client=True) as client:
         if ensure_submit_limit is not None:
             return "deployments.setup.ensure_submit_limit: " + ensure_submit_limit(
-                client, rpm, 0.1)
+                client, rpm, headroom)
         client.upsert_global_concurrency_limit_by_name(
             "hailuo-submit", max(1, rpm // 10), slot_decay_per_second=rpm * 0.9 / 60)
         return f"hailuo-submit: limit {max(1, rpm // 10)}, decay {rpm * 0.9 / 60:.3f}/s"
 
 
-def _burst(rpm: int) -> int:
+def _burst(rpm: int, headroom: float = 0.1) -> int:
     """The limit's burst (slots that need no decay), as the operator setup sizes it."""
     try:
         from deployments.limits import submit_limit
     except ImportError:
         return max(1, rpm // 10)
-    return submit_limit(rpm).limit
+    return submit_limit(rpm, headroom).limit
 
 
 def _max_in_window(times: list[float], window: float = 60.0) -> int:
@@ -350,53 +387,64 @@ def _max_in_window(times: list[float], window: float = 60.0) -> int:
     return best
 
 
-def b8_rate_limit(s: Settings) -> dict[str, Any]:
+def _b8_runs(s: Settings, sim: Any, creds: str, n: int, rpm: int, headroom: float
+             ) -> list[dict[str, Any]]:
+    """``s.reps`` runs of two worker processes sharing the limit (sized with ``headroom``)."""
     from prefect.settings import PREFECT_API_URL
 
+    tag = f"h{round(headroom * 100):02d}"
+    rows = []
+    for rep in range(s.reps):
+        time.sleep(s.pick(8.0, 0.0))  # let the leaky bucket drain between repetitions
+        sim.reset()
+        env = child_env(PREFECT_API_URL=str(PREFECT_API_URL.value()))
+        started = time.perf_counter()
+        meter = CpuMeter().__enter__()
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.batch_bench", "worker", "--creds", creds,
+             "--n", str(n // 2), "--tag", f"b8-{tag}-r{rep}-w{w}",
+             "--out", str(s.work / "b8" / f"{tag}-r{rep}-w{w}")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for w in (1, 2)]
+        outs = [p.communicate(timeout=900) for p in procs]
+        wall = time.perf_counter() - started
+        meter.__exit__(None, None, None)
+        for p, (_so, se) in zip(procs, outs, strict=True):
+            if p.returncode != 0:
+                raise RuntimeError(f"B8 worker failed: {se[-2000:]}")
+        workers = [json.loads(so.strip().splitlines()[-1]) for so, _ in outs]
+        submits = sim.requests("submit")
+        ok = sorted(e["time"] for e in submits if e["accepted"] and not e["replay"])
+        limited = [e for e in sim.requests() if e["status"] == 429
+                   or (e.get("fault") or "").find("rate_limited") >= 0]
+        span = ok[-1] - ok[0] if len(ok) > 1 else float("nan")
+        burst = _burst(rpm, headroom)
+        steady = ((len(ok) - 1 - burst) / (ok[-1] - ok[burst])
+                  if len(ok) > burst + 1 else float("nan"))
+        rows.append({"wall": wall, "accepted": len(ok), "rate_limited": len(limited),
+                     "span": span, "rate": (len(ok) - 1) / span if span else 0.0,
+                     "steady_rate": steady, "max_in_60s": _max_in_window(ok),
+                     "worker_seconds": [w["seconds"] for w in workers],
+                     "cpu": meter.figures,
+                     "submit_offsets_s": [round(t - ok[0], 2) for t in ok]})
+    return rows
+
+
+def b8_rate_limit(s: Settings) -> dict[str, Any]:
     from hailuo.simulator import run_simulator
 
     n = s.pick(60, 4)
     rpm = 120
     render = s.pick(5.0, 0.5)
     allowed = rpm / 60.0
-    rows = []
     limit_desc = _ensure_limit(rpm)
     with run_simulator(render_seconds=render, cheap=True, rpm=rpm) as sim:
         creds = save_sim_credentials("bench-b8", sim.base_url)
         _batch(1, "b8-warmup", creds, s.work / "b8" / "warmup")
-        for rep in range(s.reps):
-            time.sleep(s.pick(8.0, 0.0))  # let the leaky bucket drain between repetitions
-            sim.reset()
-            env = child_env(PREFECT_API_URL=str(PREFECT_API_URL.value()))
-            started = time.perf_counter()
-            meter = CpuMeter().__enter__()
-            procs = [subprocess.Popen(
-                [sys.executable, "-m", "benchmarks.batch_bench", "worker", "--creds", creds,
-                 "--n", str(n // 2), "--tag", f"b8-r{rep}-w{w}",
-                 "--out", str(s.work / "b8" / f"r{rep}-w{w}")],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-                for w in (1, 2)]
-            outs = [p.communicate(timeout=900) for p in procs]
-            wall = time.perf_counter() - started
-            meter.__exit__(None, None, None)
-            for p, (_so, se) in zip(procs, outs, strict=True):
-                if p.returncode != 0:
-                    raise RuntimeError(f"B8 worker failed: {se[-2000:]}")
-            workers = [json.loads(so.strip().splitlines()[-1]) for so, _ in outs]
-            submits = sim.requests("submit")
-            ok = sorted(e["time"] for e in submits if e["accepted"] and not e["replay"])
-            limited = [e for e in sim.requests() if e["status"] == 429
-                       or (e.get("fault") or "").find("rate_limited") >= 0]
-            span = ok[-1] - ok[0] if len(ok) > 1 else float("nan")
-            burst = _burst(rpm)
-            steady = ((len(ok) - 1 - burst) / (ok[-1] - ok[burst])
-                      if len(ok) > burst + 1 else float("nan"))
-            rows.append({"wall": wall, "accepted": len(ok), "rate_limited": len(limited),
-                         "span": span, "rate": (len(ok) - 1) / span if span else 0.0,
-                         "steady_rate": steady, "max_in_60s": _max_in_window(ok),
-                         "worker_seconds": [w["seconds"] for w in workers],
-                         "cpu": meter.figures,
-                         "submit_offsets_s": [round(t - ok[0], 2) for t in ok]})
+        rows = _b8_runs(s, sim, creds, n, rpm, 0.1)
+        limit_05 = _ensure_limit(rpm, 0.05)
+        rows_05 = _b8_runs(s, sim, creds, n, rpm, 0.05)
+        _ensure_limit(rpm)
     rates = [r["rate"] for r in rows]
     used = median(rates) / allowed
     limited_total = sum(r["rate_limited"] for r in rows)
@@ -422,6 +470,9 @@ def b8_rate_limit(s: Settings) -> dict[str, Any]:
         f"{steady_used:.0%} of the allowed rate. The limit is sized to a 10% headroom and "
         "bounds any 60 s window, so a long batch settles at about "
         "(budget + 1 - burst) / 60 per second: 99 per minute here, 82.5% of 120.",
+        "Before tasks/submit_slots.py (Prefect's rate_limit(), same limit, same machine "
+        "on 2026-11-27): 32-44% of 120/min - refused asks reset the server's decay clock "
+        "and each 503 from the busy SQLite server cost a 2 s client back-off.",
     ]
     figures = {
         "clips": n,
@@ -430,6 +481,16 @@ def b8_rate_limit(s: Settings) -> dict[str, Any]:
         "steady_rate_used_of_allowed": round(steady_used, 3),
         "rate_limited_answers_total": limited_total,
         "wall_seconds": spread([r["wall"] for r in rows]),
+        "headroom_5pct": {
+            "limit": limit_05,
+            "rate_used_of_allowed": round(median([r["rate"] for r in rows_05]) / allowed, 3),
+            "steady_rate_used_of_allowed": round(
+                median([r["steady_rate"] for r in rows_05]) / allowed, 3),
+            "rate_limited_answers_total": sum(r["rate_limited"] for r in rows_05),
+            "max_in_60s": max(r["max_in_60s"] for r in rows_05),
+            "accepted": [r["accepted"] for r in rows_05],
+            "runs": rows_05,
+        },
     }
     return result("B8", "60 clips, 2 workers, simulator limit 120 requests/min",
                   figures=figures, verdict_notes=b8_verdict_notes(figures),

@@ -27,6 +27,20 @@ def _figure_lines(figures: dict[str, Any], indent: str = "") -> list[str]:
     return lines
 
 
+def _load_paragraph(data: dict[str, Any]) -> str:
+    """Say whether the machine was quiet, from the load averages the runs recorded."""
+    loads = [r.get(k) for r in data.get("results", [])
+             for k in ("loadavg_before", "loadavg_after") if r.get(k)]
+    busiest = max((load[0] for load in loads), default=0.0)
+    if busiest > 2.0:  # more runnable processes than cores
+        return ("The machine was shared while some benchmarks ran (a 1-minute load average "
+                f"up to {busiest:.1f} on 2 cores; each section gives its load before and "
+                "after). Times that depend on Prefect orchestration (B1, B7, B8, B9) suffer "
+                "most from that.")
+    return (f"The machine was otherwise quiet (1-minute load average at most {busiest:.1f} "
+            "on 2 cores before and after each benchmark; each section gives its own).")
+
+
 def render_markdown(data: dict[str, Any]) -> str:
     m = data["machine"]
     out = ["# Benchmark results (issue 8)", ""]
@@ -34,16 +48,14 @@ def render_markdown(data: dict[str, Any]) -> str:
         out += ["> **Quick mode**: tiny inputs and one repetition, to check the runner works. "
                 "These numbers mean nothing; run `make bench` for real figures.", ""]
     out += [
-        "Written by `python -m benchmarks.run` (`make bench`); every figure below comes from "
-        "that run on this machine. Absolute times on a shared 2-core VM are noisy; the ratios "
-        "between a path and its comparison, measured side by side in the same run, are what "
-        "to read. Medians of the repetitions are shown, with every repetition in "
+        "Written by `python -m benchmarks.run` (`make bench`) from real runs on this machine; "
+        "each benchmark's section says when it was measured (a run with `--only` replaces "
+        "just those sections). Absolute times on a 2-core VM are noisy; the ratios between "
+        "a path and its comparison, measured side by side in the same run, are what to "
+        "read. Medians of the repetitions are shown, with every repetition in "
         "`results.json`.",
         "",
-        "The machine was shared: other developers' test suites ran on the same two cores "
-        "during the run (a 1-minute load average above 2 means the cores were "
-        "oversubscribed; each benchmark's load before and after is in its section). Times "
-        "that depend on Prefect orchestration (B1, B7, B8, B9) suffer most from that.",
+        _load_paragraph(data),
         "",
         "## Machine",
         "",

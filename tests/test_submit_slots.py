@@ -80,3 +80,18 @@ def test_waiting_past_the_deadline_takes_nothing(prefect_harness):
             take_submit_slot(name, max_wait_seconds=0.2)
         assert client.read_global_concurrency_limit_by_name(name).active_slots == 1
         client.delete_global_concurrency_limit_by_name(name)
+
+
+def test_a_client_without_its_own_connection_takes_the_ordinary_path():
+    """``_increment_once`` leans on the Prefect client's ``_client``; without it (a future
+    Prefect), the public call is used, with its own retries."""
+    from tasks.submit_slots import _increment_once
+
+    calls: list[dict] = []
+
+    class PublicOnly:
+        def increment_concurrency_slots(self, **kwargs):
+            calls.append(kwargs)
+
+    _increment_once(PublicOnly(), "hailuo-submit")
+    assert calls == [{"names": ["hailuo-submit"], "slots": 1, "mode": "rate_limit"}]

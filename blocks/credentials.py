@@ -123,39 +123,36 @@ class HailuoConnection(BaseModel):
     def client(self) -> HailuoClient:
         if self.credentials_block is None:
             return HailuoClient(self.provider, api_key=EMBEDDED_KEY, base_url=self.base_url)
-        creds, key = _credentials_for_this_run(self.credentials_block)
-        return HailuoClient(creds.provider, api_key=key, base_url=self.base_url,
-                            timeout=creds.request_timeout_seconds,
-                            max_retries=creds.max_retries)
+        creds = _credentials_for_this_run(self.credentials_block)
+        return creds.model_copy(update={"base_url": self.base_url}).get_client()
 
 
-_RUN_CACHE: OrderedDict[tuple[str, str], tuple[HailuoCredentials, SecretStr]] = OrderedDict()
+_RUN_CACHE: OrderedDict[tuple[str, str], HailuoCredentials] = OrderedDict()
 _RUN_CACHE_LOCK = threading.Lock()
 
 
-def _credentials_for_this_run(block_name: str) -> tuple[HailuoCredentials, SecretStr]:
-    """The block and its key, loaded once per flow run (each task of a clip builds a
-    client; loading the block and its Secret every time costs several API round trips).
+def _credentials_for_this_run(block_name: str) -> HailuoCredentials:
+    """The block with its key resolved into ``api_key`` (in memory only, never saved),
+    loaded once per flow run: each task of a clip builds a client, and loading the block
+    and its Secret every time costs several API round trips.
 
     A new flow run loads them afresh, so a rotated key is picked up by the next run;
     outside a flow run nothing is kept. Only the most recent runs are remembered."""
     from prefect.runtime import flow_run
 
     run_id = flow_run.id
-    if not run_id:
-        creds = HailuoCredentials.load(block_name)
-        return creds, creds._key()
     with _RUN_CACHE_LOCK:
-        hit = _RUN_CACHE.get((run_id, block_name))
+        hit = _RUN_CACHE.get((run_id, block_name)) if run_id else None
     if hit is not None:
         return hit
     creds = HailuoCredentials.load(block_name)
-    loaded = (creds, creds._key())
-    with _RUN_CACHE_LOCK:
-        _RUN_CACHE[(run_id, block_name)] = loaded
-        while len(_RUN_CACHE) > 32:
-            _RUN_CACHE.popitem(last=False)
-    return loaded
+    resolved = creds.model_copy(update={"api_key": creds._key()})
+    if run_id:
+        with _RUN_CACHE_LOCK:
+            _RUN_CACHE[(run_id, block_name)] = resolved
+            while len(_RUN_CACHE) > 32:
+                _RUN_CACHE.popitem(last=False)
+    return resolved
 
 
 def resolve_connection(

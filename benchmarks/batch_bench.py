@@ -312,7 +312,7 @@ def b7_rerun(s: Settings) -> dict[str, Any]:
                   headline=f"re-run {median(again):.1f} s = {ratio:.0%} of the first "
                 f"{median(first):.1f} s (settled {median(settled):.1f} s; with "
                 f"{long_render:g} s renders {median(long_again):.1f} s = "
-                f"{median(long_again) / median(long_first):.0%}); {int(max(submits))} "
+                f"{figures['long_render']['ratio']:.0%}); {int(max(submits))} "
                 f"submits, {int(max(downloads))} downloads", met=met, notes=notes)
 
 

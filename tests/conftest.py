@@ -135,9 +135,8 @@ def save_credentials(name: str, base_url: str, key: str, provider: str = "apimar
     operators are told to); returns the credentials block's name."""
     from prefect.blocks.system import Secret
 
-    from blocks import HailuoCredentials
+    from deployments.setup import save_credentials as save_credentials_block
 
     Secret(value=key).save(f"{name}-key", overwrite=True)
-    HailuoCredentials(provider=provider, base_url=base_url,
-                      api_key_secret_block=f"{name}-key").save(name, overwrite=True)
+    save_credentials_block(name, provider, base_url, f"{name}-key")
     return name

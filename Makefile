@@ -22,7 +22,7 @@ test: venv
 	$(PY) -m pytest -q
 
 demo: venv
-	$(PY) -m flows.demo
+	$(PY) -m prefect_hailuo.flows.demo
 
 bench: venv
 	$(PY) -m pip install --quiet -e ".[test,bench]"

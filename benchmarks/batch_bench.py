@@ -32,8 +32,8 @@ from benchmarks.common import (
 
 
 def _batch(n: int, tag: str, creds: str, out: Path, **kw: Any) -> tuple[float, Any]:
-    from flows import ClipSpec, Destination, GenerationOptions
-    from flows.batch import generate_batch
+    from prefect_hailuo.flows import ClipSpec, Destination, GenerationOptions
+    from prefect_hailuo.flows.batch import generate_batch
 
     clips = [ClipSpec(prompt=f"[Pan left] benchmark {tag} clip {i}: a harbour at dawn")
              for i in range(n)]
@@ -357,7 +357,7 @@ def _ensure_limit(rpm: int, headroom: float = 0.1) -> str:
     from prefect.client.orchestration import get_client
 
     try:
-        from deployments.setup import ensure_submit_limit
+        from prefect_hailuo.deployments.setup import ensure_submit_limit
     except ImportError:  # operator setup not there: the same arithmetic, inline
         ensure_submit_limit = None
     with get_client(sync_client=True) as client:
@@ -372,7 +372,7 @@ def _ensure_limit(rpm: int, headroom: float = 0.1) -> str:
 def _burst(rpm: int, headroom: float = 0.1) -> int:
     """The limit's burst (slots that need no decay), as the operator setup sizes it."""
     try:
-        from deployments.limits import submit_limit
+        from prefect_hailuo.deployments.limits import submit_limit
     except ImportError:
         return max(1, rpm // 10)
     return submit_limit(rpm, headroom).limit

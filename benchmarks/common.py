@@ -192,7 +192,7 @@ def save_sim_credentials(name: str, base_url: str) -> str:
     """A HailuoCredentials block pointing at a benchmark simulator (key inline)."""
     from pydantic import SecretStr
 
-    from blocks import HailuoCredentials
+    from prefect_hailuo.blocks import HailuoCredentials
 
     HailuoCredentials(provider="apimart", base_url=base_url, api_key=SecretStr(BENCH_KEY),
                       api_key_secret_block=None).save(name, overwrite=True)

@@ -27,11 +27,11 @@ def _keyframes(folder: Path, count: int) -> list[str]:
 
 
 def b9_storyboard(s: Settings) -> dict[str, Any]:
-    from flows import Destination, GenerationOptions
-    from flows.continuity import multi_clip_continuity
-    from flows.storyboard import storyboard
     from hailuo.simulator import run_simulator
     from hailuo.storyboard import Segment, Storyboard
+    from prefect_hailuo.flows import Destination, GenerationOptions
+    from prefect_hailuo.flows.continuity import multi_clip_continuity
+    from prefect_hailuo.flows.storyboard import storyboard
 
     n = s.pick(6, 2)
     render = s.pick(5.0, 0.5)

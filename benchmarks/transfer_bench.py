@@ -255,7 +255,7 @@ def b4_upload(s: Settings) -> dict[str, Any]:
 
     from hailuo import media
     from hailuo.models import DownloadedVideo
-    from tasks.storage import TRANSFER, upload_to_s3
+    from prefect_hailuo.tasks.storage import TRANSFER, upload_to_s3
 
     target = s.pick(500 * MB, 5 * MB)
     reps = s.reps

@@ -1,6 +1,6 @@
 """Prefect blocks of prefect-hailuo (``prefect block register -m blocks``)."""
 
-from blocks.credentials import (
+from prefect_hailuo.blocks.credentials import (
     DEFAULT_SECRET_BLOCK,
     HailuoConnection,
     HailuoCredentials,

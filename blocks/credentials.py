@@ -29,7 +29,7 @@ class HailuoCredentials(Block):
 
     Example:
         ```python
-        from blocks import HailuoCredentials
+        from prefect_hailuo.blocks import HailuoCredentials
         from hailuo.models import VideoRequest
 
         hailuo_credentials = HailuoCredentials.load("BLOCK_NAME")
@@ -83,7 +83,8 @@ class HailuoCredentials(Block):
         except ValueError:
             raise AuthenticationError(
                 f"no Secret block named {self.api_key_secret_block!r}: create it with "
-                "`python -m deployments.setup --api-key-env HAILUO_API_KEY` or in the UI"
+                "`python -m prefect_hailuo.deployments.setup --api-key-env HAILUO_API_KEY` "
+                "or in the UI"
             ) from None
         # Secret.get() json-decodes (a numeric key would come back as an int): read raw.
         raw = secret.value

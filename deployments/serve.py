@@ -1,5 +1,5 @@
 """Serve every flow without a work pool or worker: the simplest setup
-(``python -m deployments.serve``, runs until interrupted).
+(``python -m prefect_hailuo.deployments.serve``, runs until interrupted).
 
 Why it reads ``prefect.yaml`` instead of repeating the deployments: one definition of
 names, parameter defaults, descriptions, tags and schedules, whichever way the flows are
@@ -12,18 +12,24 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-PREFECT_YAML = ROOT / "prefect.yaml"
+
+def prefect_yaml_text() -> str:
+    """The ``prefect.yaml`` shipped inside the package (the repository root's
+    ``prefect.yaml`` is a link to the same file), so serving needs no clone."""
+    return resources.files(__package__).joinpath("prefect.yaml").read_text()
 
 
-def deployment_specs(path: Path = PREFECT_YAML) -> list[dict[str, Any]]:
-    """The ``deployments:`` entries of ``prefect.yaml``, anchors and merges resolved."""
-    return list(yaml.safe_load(path.read_text())["deployments"])
+def deployment_specs(path: Path | None = None) -> list[dict[str, Any]]:
+    """The ``deployments:`` entries of ``prefect.yaml`` (the shipped one unless ``path``
+    names another), anchors and merges resolved."""
+    text = path.read_text() if path is not None else prefect_yaml_text()
+    return list(yaml.safe_load(text)["deployments"])
 
 
 def _schedules(spec: dict[str, Any]) -> list[Any]:
@@ -39,13 +45,13 @@ def _schedules(spec: dict[str, Any]) -> list[Any]:
 
 
 def build_deployments(specs: list[dict[str, Any]] | None = None) -> list[Any]:
-    """``RunnerDeployment`` objects for ``prefect.serve`` (flows imported from the repo)."""
+    """``RunnerDeployment`` objects for ``prefect.serve``; entrypoints are module paths, so
+    the flows are imported from the installed package."""
     from prefect.flows import load_flow_from_entrypoint
 
     deployments = []
     for spec in specs if specs is not None else deployment_specs():
-        file, _, func = spec["entrypoint"].partition(":")
-        flow = load_flow_from_entrypoint(f"{ROOT / file}:{func}")
+        flow = load_flow_from_entrypoint(spec["entrypoint"])
         deployments.append(flow.to_deployment(
             name=spec["name"], description=spec.get("description"), tags=spec.get("tags"),
             parameters=spec.get("parameters") or {}, schedules=_schedules(spec)))
@@ -53,7 +59,8 @@ def build_deployments(specs: list[dict[str, Any]] | None = None) -> list[Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deployments.serve", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m prefect_hailuo.deployments.serve",
+                                     description=__doc__)
     parser.add_argument("--list", action="store_true",
                         help="print the deployments that would be served and exit")
     parser.add_argument("--limit", type=int, default=None,

@@ -1,4 +1,5 @@
-"""One-time operator setup against a Prefect server (``python -m deployments.setup``).
+"""One-time operator setup against a Prefect server
+(``python -m prefect_hailuo.deployments.setup``).
 
 Creates or updates, idempotently:
 
@@ -22,7 +23,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from deployments.limits import SUBMIT_LIMIT_NAME, submit_limit
+from prefect_hailuo.deployments.limits import SUBMIT_LIMIT_NAME, submit_limit
 
 DEFAULT_POOL = "hailuo"
 DEFAULT_CREDENTIALS_BLOCK = "hailuo"
@@ -65,7 +66,7 @@ def save_secret(name: str, env_var: str) -> str:
 
 
 def save_credentials(name: str, provider: str, base_url: str | None, secret_block: str) -> str:
-    from blocks.credentials import HailuoCredentials
+    from prefect_hailuo.blocks.credentials import HailuoCredentials
 
     HailuoCredentials(provider=provider, base_url=base_url or None,
                       api_key_secret_block=secret_block).save(name, overwrite=True)
@@ -75,7 +76,7 @@ def save_credentials(name: str, provider: str, base_url: str | None, secret_bloc
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m deployments.setup",
+        prog="python -m prefect_hailuo.deployments.setup",
         description="Create the work pool, the hailuo-submit rate limit and the key/credential "
         "blocks on the Prefect server named by PREFECT_API_URL. Safe to re-run.")
     parser.add_argument("--pool", default=DEFAULT_POOL, help="process work pool name")
@@ -105,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     from prefect.client.orchestration import get_client
 
-    from blocks.credentials import HailuoCredentials
+    from prefect_hailuo.blocks.credentials import HailuoCredentials
 
     HailuoCredentials.register_type_and_schema()
     with get_client(sync_client=True) as client:

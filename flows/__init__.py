@@ -1,9 +1,16 @@
 """Prefect flows of prefect-hailuo."""
 
-from flows.batch import generate_batch
-from flows.continuity import FilmResult, multi_clip_continuity
-from flows.generation import first_last_frame, image_to_video, text_to_video
-from flows.models import BatchResult, ClipResult, ClipSpec, Destination, GenerationOptions
+from prefect_hailuo.flows.batch import generate_batch
+from prefect_hailuo.flows.continuity import FilmResult, multi_clip_continuity
+from prefect_hailuo.flows.generation import first_last_frame, image_to_video, text_to_video
+from prefect_hailuo.flows.models import (
+    BatchResult,
+    ClipResult,
+    ClipSpec,
+    Destination,
+    GenerationOptions,
+)
+from prefect_hailuo.flows.storyboard import storyboard
 
 __all__ = [
     "BatchResult",
@@ -17,4 +24,5 @@ __all__ = [
     "text_to_video",
     "FilmResult",
     "multi_clip_continuity",
+    "storyboard",
 ]

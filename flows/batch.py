@@ -8,9 +8,15 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from blocks.credentials import HailuoConnection, resolve_connection
-from flows.models import BatchResult, ClipResult, ClipSpec, Destination, GenerationOptions
-from flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
+from prefect_hailuo.blocks.credentials import HailuoConnection, resolve_connection
+from prefect_hailuo.flows.models import (
+    BatchResult,
+    ClipResult,
+    ClipSpec,
+    Destination,
+    GenerationOptions,
+)
+from prefect_hailuo.flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
 
 
 @task(name="generate-clip", cache_policy=NO_CACHE, task_run_name="clip-{index}")

@@ -1,7 +1,7 @@
 """The flow-backed ``hailuo`` commands (``generate``, ``continuity``, ``storyboard``): the
 command line is a thin client of the flows.
 
-``hailuo.cli`` parses and checks the input (no Prefect), then calls ``run`` here. The flow
+``prefect_hailuo.cli`` parses and checks the input (no Prefect), then calls ``run`` here. The flow
 runs in this process, against the Prefect server named by ``PREFECT_API_URL`` (or a
 temporary local one), so a command-line run is cached, resumable and shows up in the UI
 like any other: running the same command again after a timeout or a crash waits for the
@@ -100,14 +100,14 @@ def quiet_prefect_console(verbose: bool) -> None:
 
 
 def _destination(args: argparse.Namespace) -> Any:
-    from flows.models import Destination
+    from prefect_hailuo.flows.models import Destination
 
     extra = {"s3_prefix": args.s3_prefix} if args.s3_prefix else {}
     return Destination(output_dir=args.out, s3_bucket_block=args.s3_bucket_block, **extra)
 
 
 def _options(args: argparse.Namespace, request: VideoRequest) -> Any:
-    from flows.models import GenerationOptions
+    from prefect_hailuo.flows.models import GenerationOptions
 
     extra = {"timeout_seconds": args.timeout} if args.timeout else {}
     return GenerationOptions(
@@ -119,7 +119,7 @@ def _options(args: argparse.Namespace, request: VideoRequest) -> Any:
 
 def generate(args: argparse.Namespace, request: VideoRequest) -> Any:
     """Pick the flow from the inputs: text-to-video, image-to-video or first+last frame."""
-    from flows.generation import first_last_frame, image_to_video, text_to_video
+    from prefect_hailuo.flows.generation import first_last_frame, image_to_video, text_to_video
 
     common = {"options": _options(args, request), "destination": _destination(args),
               "credentials_block": args.credentials_block}
@@ -135,8 +135,8 @@ def generate(args: argparse.Namespace, request: VideoRequest) -> Any:
 
 def film(args: argparse.Namespace, checked: dict[str, Any]) -> Any:
     """``continuity`` (one chain, in order) or ``storyboard`` (keyframed clips at once)."""
-    from flows.continuity import multi_clip_continuity
-    from flows.storyboard import storyboard
+    from prefect_hailuo.flows.continuity import multi_clip_continuity
+    from prefect_hailuo.flows.storyboard import storyboard
 
     options = _film_options(args)
     common = {"options": options, "destination": _destination(args),
@@ -148,7 +148,7 @@ def film(args: argparse.Namespace, checked: dict[str, Any]) -> Any:
 
 
 def _film_options(args: argparse.Namespace) -> Any:
-    from flows.models import GenerationOptions
+    from prefect_hailuo.flows.models import GenerationOptions
 
     given = {"model": args.model, "duration": args.duration, "resolution": args.resolution,
              "max_cost_usd": args.max_cost, "timeout_seconds": args.timeout}
@@ -188,11 +188,11 @@ def _api_url() -> str | None:
 def check_blocks(args: argparse.Namespace) -> None:
     """Named blocks must exist on the server: a typo is bad input (exit 2), found before
     the flow starts rather than as a failed run."""
-    from hailuo.cli import BadInput
+    from prefect_hailuo.cli import BadInput
 
     wanted = []
     if args.credentials_block:
-        from blocks.credentials import HailuoCredentials
+        from prefect_hailuo.blocks.credentials import HailuoCredentials
 
         wanted.append((HailuoCredentials, args.credentials_block, "--credentials-block"))
     if args.s3_bucket_block:
@@ -204,7 +204,8 @@ def check_blocks(args: argparse.Namespace) -> None:
             block_type.load(name)
         except ValueError:
             raise BadInput(f"{option}: no {block_type.__name__} block named {name!r} on the "
-                           "Prefect server (see `python -m deployments.setup`)") from None
+                           "Prefect server (see `python -m prefect_hailuo.deployments.setup`)"
+                           ) from None
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, Any], Any]] = {

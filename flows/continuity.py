@@ -28,16 +28,21 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from blocks.credentials import HailuoConnection, resolve_connection
-from flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
-from flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
 from hailuo import media
 from hailuo.models import DownloadedVideo, utcnow
 from hailuo.stitch import StitchResult
 from hailuo.storyboard import Shot, Storyboard, load_storyboard
-from tasks.media import extract_last_frame
-from tasks.stitching import make_contact_sheet, make_poster, stitch_clips, upload_still
-from tasks.storage import fetch_input_image, upload_to_s3
+from prefect_hailuo.blocks.credentials import HailuoConnection, resolve_connection
+from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
+from prefect_hailuo.flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
+from prefect_hailuo.tasks.media import extract_last_frame
+from prefect_hailuo.tasks.stitching import (
+    make_contact_sheet,
+    make_poster,
+    stitch_clips,
+    upload_still,
+)
+from prefect_hailuo.tasks.storage import fetch_input_image, upload_to_s3
 
 FilmMode = Literal["continuity", "storyboard"]
 

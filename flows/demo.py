@@ -37,7 +37,7 @@ def main() -> int:
     os.environ.setdefault("HAILUO_SIM_RENDER_SECONDS", "2")
     started = time.monotonic()
     print("prefect-hailuo demo: embedded simulator, no API key, nothing is paid.", flush=True)
-    from flows import Destination, image_to_video, text_to_video
+    from prefect_hailuo.flows import Destination, image_to_video, text_to_video
 
     destination = Destination(output_dir=str(OUT))
     t2v = text_to_video(

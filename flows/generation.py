@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from prefect import flow
 
-from blocks.credentials import resolve_connection
-from flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
-from flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
 from hailuo.prompts import PromptElements
+from prefect_hailuo.blocks.credentials import resolve_connection
+from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
+from prefect_hailuo.flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
 
 
 def _one_clip(spec: ClipSpec, options: GenerationOptions, destination: Destination,

@@ -19,16 +19,16 @@ from prefect.artifacts import create_image_artifact, create_link_artifact, creat
 from prefect.runtime import flow_run
 from prefect.transactions import CommitMode, transaction
 
-from blocks.credentials import HailuoConnection
-from flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
 from hailuo import pricing
 from hailuo.errors import ContentRejectedError, CostLimitExceededError, GenerationFailedError
 from hailuo.fingerprint import canonical_request
 from hailuo.models import VideoRequest, utcnow
-from tasks.callbacks import shared_receiver
-from tasks.generation import submit_generation, wait_for_generation
-from tasks.media import download_video, make_thumbnail
-from tasks.storage import fetch_input_image, upload_to_s3
+from prefect_hailuo.blocks.credentials import HailuoConnection
+from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
+from prefect_hailuo.tasks.callbacks import shared_receiver
+from prefect_hailuo.tasks.generation import submit_generation, wait_for_generation
+from prefect_hailuo.tasks.media import download_video, make_thumbnail
+from prefect_hailuo.tasks.storage import fetch_input_image, upload_to_s3
 
 
 def resolve_inputs(spec: ClipSpec, destination: Destination) -> ClipSpec:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from prefect import flow
 
-from flows.continuity import FilmResult, make_film
-from flows.models import Destination, GenerationOptions
 from hailuo.storyboard import Storyboard
+from prefect_hailuo.flows.continuity import FilmResult, make_film
+from prefect_hailuo.flows.models import Destination, GenerationOptions
 
 
 @flow(name="hailuo-storyboard", log_prints=True)

@@ -1,10 +1,15 @@
 """Prefect tasks: thin, documented wrappers over the ``hailuo`` core package."""
 
-from tasks.generation import submit_generation, wait_for_generation
-from tasks.media import download_video, extract_last_frame, make_thumbnail
-from tasks.prompt import build_prompt
-from tasks.stitching import make_contact_sheet, make_poster, stitch_clips, upload_still
-from tasks.storage import fetch_input_image, upload_to_s3
+from prefect_hailuo.tasks.generation import submit_generation, wait_for_generation
+from prefect_hailuo.tasks.media import download_video, extract_last_frame, make_thumbnail
+from prefect_hailuo.tasks.prompt import build_prompt
+from prefect_hailuo.tasks.stitching import (
+    make_contact_sheet,
+    make_poster,
+    stitch_clips,
+    upload_still,
+)
+from prefect_hailuo.tasks.storage import fetch_input_image, upload_to_s3
 
 __all__ = [
     "build_prompt",

@@ -20,13 +20,13 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
-from blocks.credentials import HailuoConnection
 from hailuo.callbacks import wait_with_callbacks
 from hailuo.errors import HailuoError, TimedOutError
 from hailuo.fingerprint import request_fingerprint
 from hailuo.models import Job, JobStatus, VideoRequest
-from tasks.callbacks import shared_receiver
-from tasks.submit_slots import SUBMIT_RATE_LIMIT, take_submit_slot
+from prefect_hailuo.blocks.credentials import HailuoConnection
+from prefect_hailuo.tasks.callbacks import shared_receiver
+from prefect_hailuo.tasks.submit_slots import SUBMIT_RATE_LIMIT, take_submit_slot
 
 
 def submit_cache_key(context: Any, parameters: dict[str, Any]) -> str:

@@ -7,10 +7,10 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from blocks.credentials import HailuoConnection
 from hailuo import media
 from hailuo.errors import InvalidVideoError
 from hailuo.models import DownloadedVideo, Job
+from prefect_hailuo.blocks.credentials import HailuoConnection
 
 
 def _sidecar(path: Path) -> Path:

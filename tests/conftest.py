@@ -135,7 +135,7 @@ def save_credentials(name: str, base_url: str, key: str, provider: str = "apimar
     operators are told to); returns the credentials block's name."""
     from prefect.blocks.system import Secret
 
-    from deployments.setup import save_credentials as save_credentials_block
+    from prefect_hailuo.deployments.setup import save_credentials as save_credentials_block
 
     Secret(value=key).save(f"{name}-key", overwrite=True)
     save_credentials_block(name, provider, base_url, f"{name}-key")

@@ -10,8 +10,8 @@ import pytest
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 from pydantic import SecretStr
 
-from blocks import HailuoCredentials
 from hailuo.errors import AuthenticationError
+from prefect_hailuo.blocks import HailuoCredentials
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def test_key_is_read_once_per_flow_run_and_a_rotated_key_reaches_the_next_run(pr
     from prefect import flow, task
     from prefect.blocks.system import Secret
 
-    from blocks.credentials import HailuoConnection
+    from prefect_hailuo.blocks.credentials import HailuoConnection
     from tests.conftest import save_credentials
 
     save_credentials("rotating", "http://127.0.0.1:9", "key-one")

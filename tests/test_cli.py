@@ -19,7 +19,9 @@ from pathlib import Path
 import pytest
 
 from hailuo import errors
-from hailuo.cli import (
+from hailuo.progress import ProgressDisplay, choose_mode
+from hailuo.simulator import run_simulator
+from prefect_hailuo.cli import (
     EXIT_ACCOUNT,
     EXIT_AMBIGUOUS,
     EXIT_BAD_INPUT,
@@ -31,8 +33,6 @@ from hailuo.cli import (
     exit_code_for,
     main,
 )
-from hailuo.progress import ProgressDisplay, choose_mode
-from hailuo.simulator import run_simulator
 from tests.conftest import make_png, save_credentials
 
 KEY = "hk-CLI-TEST-7c1e0b5a9d"
@@ -164,9 +164,9 @@ def test_timeout_exits_5_and_says_how_to_resume(sim, creds, api_url, tmp_path):
 
 
 def test_hailuo_cli_imports_no_prefect():
-    code = ("import sys, hailuo.cli, hailuo.progress; "
-            "sys.exit(1 if any(m == 'prefect' or m.startswith(('prefect.', 'flows')) "
-            "for m in sys.modules) else 0)")
+    code = ("import sys, prefect_hailuo.cli, hailuo.progress; "
+            "sys.exit(1 if any(m == 'prefect' or m.startswith(('prefect.', 'prefect_hailuo.flows', "
+            "'prefect_hailuo.blocks')) for m in sys.modules) else 0)")
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 

@@ -42,7 +42,7 @@ def test_example_storyboard_loads_and_plans_a_chain():
 
 
 def test_keyframes_and_prompts_mix_into_parallel_chains(tmp_path):
-    from flows.continuity import chains
+    from prefect_hailuo.flows.continuity import chains
 
     data = {"title": "Mixed Board!", "first_image": "k0.png", "style_suffix": STYLE,
             "segments": [{"prompt": "one", "keyframe": "k1.png"}, {"prompt": "two"},
@@ -92,7 +92,7 @@ def creds(prefect_harness, sim) -> str:
 
 
 def _options():
-    from flows import GenerationOptions
+    from prefect_hailuo.flows import GenerationOptions
 
     return GenerationOptions(resolution="512p", duration=5)
 
@@ -115,7 +115,7 @@ def _new_tasks(sim, known: set[str]) -> list[dict]:
 @pytest.fixture(scope="module")
 def continuity_runs(sim, creds, tmp_path_factory, monkeypatch_module):
     """Run 1 fails at clip 3 (content rejected); run 2, unchanged, finishes the film."""
-    from flows.continuity import multi_clip_continuity
+    from prefect_hailuo.flows.continuity import multi_clip_continuity
 
     out = tmp_path_factory.mktemp("continuity")
     board = Storyboard(title="Harbour storm", style_suffix=STYLE, segments=SEGMENTS)
@@ -158,7 +158,7 @@ def monkeypatch_module():
 
 
 def _destination(out: Path, bucket: str | None = None):
-    from flows import Destination
+    from prefect_hailuo.flows import Destination
 
     return Destination(output_dir=str(out), s3_bucket_block=bucket, s3_prefix="films-test")
 
@@ -261,7 +261,7 @@ def test_storyboard_generates_clips_in_parallel_and_publishes_the_film(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-    from flows.storyboard import storyboard
+    from prefect_hailuo.flows.storyboard import storyboard
 
     colors = [(40, 90, 160), (160, 70, 40), (60, 150, 80), (150, 140, 40)]
     (tmp_path / "keys").mkdir()

@@ -30,9 +30,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deployments.limits import SUBMIT_LIMIT_NAME, submit_limit
-from deployments.serve import deployment_specs
 from hailuo.simulator import run_simulator
+from prefect_hailuo.deployments.limits import SUBMIT_LIMIT_NAME, submit_limit
+from prefect_hailuo.deployments.serve import deployment_specs
 from tests.conftest import s3_client
 
 pytestmark = [pytest.mark.slow]
@@ -77,14 +77,13 @@ def test_prefect_yaml_deploys_every_flow_with_an_inactive_example_schedule():
 
     specs = deployment_specs()
     deployed = {tuple(s["entrypoint"].split(":")) for s in specs}
-    modules = ["flows.generation", "flows.batch"] + [
-        m for m in ("flows.continuity", "flows.storyboard")
-        if (ROOT / (m.replace(".", "/") + ".py")).exists()]
+    modules = [f"prefect_hailuo.flows.{m}"
+               for m in ("generation", "batch", "continuity", "storyboard")]
     for module in modules:
         mod = importlib.import_module(module)
         for attr, value in vars(mod).items():
             if isinstance(value, Flow) and value.__module__ == module:
-                assert (module.replace(".", "/") + ".py", attr) in deployed, attr
+                assert (module, attr) in deployed, attr
     for spec in specs:
         assert spec["description"] and "hailuo" in spec["tags"]
         assert spec["work_pool"]["name"] == "hailuo"
@@ -94,7 +93,7 @@ def test_prefect_yaml_deploys_every_flow_with_an_inactive_example_schedule():
 
 
 def test_serve_builds_one_deployment_per_prefect_yaml_entry():
-    from deployments.serve import build_deployments
+    from prefect_hailuo.deployments.serve import build_deployments
 
     built = build_deployments()
     specs = deployment_specs()
@@ -177,7 +176,7 @@ def server(tmp_path_factory) -> Iterator[Server]:
            "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": url,
            "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
-           "HAILUO_PROJECT_DIR": str(ROOT), "PYTHONPATH": str(ROOT)}
+           "PYTHONPATH": str(ROOT)}
     env.pop("HAILUO_API_KEY", None)
     srv = Server(url=url, env=env, home=home)
     proc = srv.start("server", str(PREFECT), "server", "start", "--host", "127.0.0.1",
@@ -206,14 +205,12 @@ def sim():
 @pytest.fixture(scope="module")
 def deployed(server, sim) -> Server:
     """The operator's steps, as the README gives them."""
-    setup = server.run(sys.executable, "-m", "deployments.setup", "--rpm", str(RPM),
-                       "--api-key-env", "HAILUO_API_KEY", "--base-url", sim.base_url,
+    setup = server.run(sys.executable, "-m", "prefect_hailuo.deployments.setup",
+                       "--rpm", str(RPM), "--api-key-env", "HAILUO_API_KEY", "--base-url", sim.base_url,
                        HAILUO_API_KEY=KEY)
     assert setup.returncode == 0, setup.stderr[-3000:]
     assert KEY not in setup.stdout + setup.stderr
-    # deployed from a clone with no HAILUO_PROJECT_DIR: each worker resolves it at run time
-    deploy = server.run(str(PREFECT), "--no-prompt", "deploy", "--all",
-                        unset=("HAILUO_PROJECT_DIR",))
+    deploy = server.run(str(PREFECT), "--no-prompt", "deploy", "--all")
     assert deploy.returncode == 0, (deploy.stdout + deploy.stderr)[-3000:]
     return server
 
@@ -282,10 +279,10 @@ def test_setup_and_deploy_create_pool_limit_blocks_and_deployments(deployed, sim
     assert {d["name"] for d in found} == {s["name"] for s in deployment_specs()}
     for d in found:
         assert d["work_pool_name"] == "hailuo"
-        assert d["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {
-            "directory": "{{ $HAILUO_PROJECT_DIR }}"}}]
+        # module entrypoints: workers import the installed package, no clone to step into
+        assert d["pull_steps"] == [] and d["entrypoint"].startswith("prefect_hailuo.flows.")
     with deployed.settings():
-        from blocks import HailuoCredentials
+        from prefect_hailuo.blocks import HailuoCredentials
 
         block = HailuoCredentials.load("hailuo")
         assert block.base_url == sim.base_url
@@ -370,7 +367,7 @@ def test_serve_runs_deployments_without_a_worker(deployed, sim, tmp_path_factory
         deployed.stop(name)
     for d in _api("POST", f"{deployed.url}/deployments/filter", json={}).json():
         _api("DELETE", f"{deployed.url}/deployments/{d['id']}").raise_for_status()
-    serve = deployed.start("serve", sys.executable, "-m", "deployments.serve")
+    serve = deployed.start("serve", sys.executable, "-m", "prefect_hailuo.deployments.serve")
     out = tmp_path_factory.mktemp("serve-out")
     deadline = time.monotonic() + 120
     while "being served" not in deployed.log("serve"):

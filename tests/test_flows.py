@@ -43,13 +43,13 @@ def out_dir(tmp_path_factory) -> Path:
 
 
 def opts(**kw):
-    from flows import GenerationOptions
+    from prefect_hailuo.flows import GenerationOptions
 
     return GenerationOptions(resolution="512p", duration=5, **kw)
 
 
 def dest(out_dir: Path, bucket: str | None = None):
-    from flows import Destination
+    from prefect_hailuo.flows import Destination
 
     return Destination(output_dir=str(out_dir), s3_bucket_block=bucket)
 
@@ -91,7 +91,7 @@ PROMPT = "[Pan left] A lighthouse on a cliff at dusk, waves crashing, warm light
 
 def test_text_to_video_lands_in_s3_with_manifest_and_artifacts(
         sim, creds, s3_bucket_block, s3_endpoint, out_dir):
-    from flows import text_to_video
+    from prefect_hailuo.flows import text_to_video
 
     before = sim.submits()
     state = text_to_video(prompt=PROMPT, options=opts(), destination=dest(out_dir,
@@ -116,7 +116,7 @@ def test_text_to_video_lands_in_s3_with_manifest_and_artifacts(
 
 def test_rerun_of_finished_flow_submits_nothing_and_returns_the_same(
         sim, creds, s3_bucket_block, out_dir):
-    from flows import text_to_video
+    from prefect_hailuo.flows import text_to_video
 
     first = text_to_video(prompt=PROMPT, options=opts(), credentials_block=creds,
                           destination=dest(out_dir, s3_bucket_block))
@@ -129,7 +129,7 @@ def test_rerun_of_finished_flow_submits_nothing_and_returns_the_same(
 
 
 def test_two_takes_make_two_submits(sim, creds, out_dir):
-    from flows import text_to_video
+    from prefect_hailuo.flows import text_to_video
 
     before = sim.submits()
     one = text_to_video(prompt="[Zoom in] a red kite over a beach", options=opts(take=1),
@@ -140,7 +140,7 @@ def test_two_takes_make_two_submits(sim, creds, out_dir):
 
 
 def test_cost_guard_refuses_before_any_request(sim, creds, out_dir):
-    from flows import text_to_video
+    from prefect_hailuo.flows import text_to_video
 
     before = len(sim.requests())
     with pytest.raises(CostLimitExceededError, match="max_cost_usd"):
@@ -150,7 +150,7 @@ def test_cost_guard_refuses_before_any_request(sim, creds, out_dir):
 
 
 def test_invalid_request_rejected_locally_naming_the_field(sim, creds, out_dir):
-    from flows import GenerationOptions, text_to_video
+    from prefect_hailuo.flows import GenerationOptions, text_to_video
 
     before = len(sim.requests())
     with pytest.raises(Exception, match="duration"):
@@ -161,7 +161,7 @@ def test_invalid_request_rejected_locally_naming_the_field(sim, creds, out_dir):
 
 def test_image_to_video_from_s3_uri_and_first_last_frame(
         sim, creds, s3_bucket_block, s3_endpoint, out_dir, tmp_path):
-    from flows import first_last_frame, image_to_video
+    from prefect_hailuo.flows import first_last_frame, image_to_video
 
     first = _image(tmp_path / "first.png")
     s3_client(s3_endpoint).upload_file(str(first), "hailuo-test", "inputs/first.png")
@@ -181,7 +181,7 @@ def test_image_to_video_from_s3_uri_and_first_last_frame(
 
 
 def test_batch_generates_every_clip(sim, creds, out_dir):
-    from flows import ClipSpec, generate_batch
+    from prefect_hailuo.flows import ClipSpec, generate_batch
 
     before = sim.submits()
     result = generate_batch(
@@ -197,7 +197,7 @@ def test_batch_generates_every_clip(sim, creds, out_dir):
 def test_killed_flow_resumes_the_same_task_id(sim, creds, out_dir):
     """SIGKILL a flow process while it waits; the re-run waits for the same task."""
 
-    from flows import text_to_video
+    from prefect_hailuo.flows import text_to_video
 
     prompt = "[Tilt up] a crane lifts a container at a night harbour, sodium lights"
     sim.configure(render_seconds=120)
@@ -212,7 +212,7 @@ def test_killed_flow_resumes_the_same_task_id(sim, creds, out_dir):
         return any(r.get("task_id") == state["task_id"] for r in sim.requests(kind="status"))
 
     kill_python_when(f"""
-        from flows import text_to_video, Destination, GenerationOptions
+        from prefect_hailuo.flows import text_to_video, Destination, GenerationOptions
         text_to_video(prompt={prompt!r}, credentials_block={creds!r},
                       options=GenerationOptions(resolution="512p", duration=5),
                       destination=Destination(output_dir={str(out_dir)!r}))
@@ -233,7 +233,7 @@ def test_api_key_appears_nowhere(sim, creds, s3_bucket_block, s3_endpoint, out_d
     import prefect.settings
     from prefect.client.orchestration import get_client
 
-    from flows import text_to_video
+    from prefect_hailuo.flows import text_to_video
 
     # a failing run too, so exception texts and failed states are covered
     sim.configure(fail_rate=1.0, fail_codes=[1026])

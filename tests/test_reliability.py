@@ -35,7 +35,7 @@ def sim():
 def creds(prefect_harness, sim) -> str:
     from pydantic import SecretStr
 
-    from blocks import HailuoCredentials
+    from prefect_hailuo.blocks import HailuoCredentials
 
     HailuoCredentials(provider="apimart", base_url=sim.base_url, api_key=SecretStr(KEY),
                       max_retries=6).save("hailuo-chaos", overwrite=True)
@@ -43,14 +43,14 @@ def creds(prefect_harness, sim) -> str:
 
 
 def _options(**kw):
-    from flows import GenerationOptions
+    from prefect_hailuo.flows import GenerationOptions
 
     return GenerationOptions(resolution="512p", duration=5, **kw)
 
 
 def test_chaos_batch_delivers_every_clip_once(sim, creds, s3_bucket_block, s3_endpoint,
                                               tmp_path):
-    from flows import ClipSpec, Destination, generate_batch
+    from prefect_hailuo.flows import ClipSpec, Destination, generate_batch
 
     sim.reset(tasks=True)
     sim.configure(error_rate=0.15, rate_limit_rate=0.10, drop_before_rate=0.025,
@@ -105,8 +105,8 @@ def test_batch_killed_half_way_submits_nothing_twice(sim, prefect_harness, tmp_p
     """
     from pydantic import SecretStr
 
-    from blocks import HailuoCredentials
-    from flows import ClipSpec, Destination, GenerationOptions, generate_batch
+    from prefect_hailuo.blocks import HailuoCredentials
+    from prefect_hailuo.flows import ClipSpec, Destination, GenerationOptions, generate_batch
 
     HailuoCredentials(provider="minimax", base_url=sim.base_url, api_key=SecretStr(KEY),
                       max_retries=6).save("hailuo-kill", overwrite=True)
@@ -119,7 +119,7 @@ def test_batch_killed_half_way_submits_nothing_twice(sim, prefect_harness, tmp_p
         return sim.submits() >= 2 and {t["id"] for t in sim.tasks()} <= polled
 
     kill_python_when(f"""
-        from flows import ClipSpec, Destination, GenerationOptions, generate_batch
+        from prefect_hailuo.flows import ClipSpec, Destination, GenerationOptions, generate_batch
         generate_batch(clips=[ClipSpec(prompt=p) for p in {prompts!r}],
                        options=GenerationOptions(),
                        credentials_block="hailuo-kill", max_concurrency=2,
@@ -141,7 +141,7 @@ def test_batch_killed_half_way_submits_nothing_twice(sim, prefect_harness, tmp_p
 
 
 def test_stuck_task_times_out_keeping_its_id_and_resumes_later(sim, creds, tmp_path):
-    from flows import Destination, text_to_video
+    from prefect_hailuo.flows import Destination, text_to_video
 
     sim.configure(queue_seconds=600)
     before = sim.submits()
@@ -163,7 +163,7 @@ def test_stuck_task_times_out_keeping_its_id_and_resumes_later(sim, creds, tmp_p
 
 def test_callbacks_wake_the_flow(sim, creds, tmp_path):
     """With callbacks on, the wait ends on the provider's callback, not the next poll."""
-    from flows import Destination, text_to_video
+    from prefect_hailuo.flows import Destination, text_to_video
 
     sim.configure(render_seconds=2)
     try:

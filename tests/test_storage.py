@@ -6,7 +6,7 @@ import pytest
 from boto3.s3.transfer import S3UploadFailedError
 from botocore.exceptions import ClientError
 
-from tasks.storage import TRANSFER, object_prefix
+from prefect_hailuo.tasks.storage import TRANSFER, object_prefix
 from tests.conftest import s3_client
 
 

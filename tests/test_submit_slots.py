@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tasks.submit_slots import seconds_until_free, take_submit_slot
+from prefect_hailuo.tasks.submit_slots import seconds_until_free, take_submit_slot
 
 NOW = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
@@ -85,7 +85,7 @@ def test_waiting_past_the_deadline_takes_nothing(prefect_harness):
 def test_a_client_without_its_own_connection_takes_the_ordinary_path():
     """``_increment_once`` leans on the Prefect client's ``_client``; without it (a future
     Prefect), the public call is used, with its own retries."""
-    from tasks.submit_slots import _increment_once
+    from prefect_hailuo.tasks.submit_slots import _increment_once
 
     calls: list[dict] = []
 

@@ -438,7 +438,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # InvalidRequestError, BadInput, pydantic's ValidationError
         return _fail(exc, json_output, EXIT_BAD_INPUT)
     # The one upward reference: flow-backed commands, imported only when one is run.
-    from flows import cli as flow_cli
+    from prefect_hailuo.flows import cli as flow_cli
 
     return flow_cli.run(args, checked, fail=lambda exc: _fail(exc, json_output))
 

@@ -1,0 +1,1 @@
+"""Example storyboards, shipped with the package (``hailuo init DIR`` copies them)."""

@@ -45,7 +45,7 @@ from hailuo.files import atomic_output
 from hailuo.fingerprint import IMAGE_FIELDS, request_fingerprint
 from hailuo.images import prepare_image
 from hailuo.models import DownloadedVideo, Job, JobStatus, VideoRequest, utcnow
-from hailuo.providers import DEFAULT_BASE_URLS, Dialect, dialect_for
+from hailuo.providers import DEFAULT_BASE_URLS, SIMULATOR_HEADER, Dialect, dialect_for
 
 log = logging.getLogger("hailuo.client")
 
@@ -91,6 +91,10 @@ class _BearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request):
         request.headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
         yield request
+
+
+def _simulated(response: httpx.Response) -> bool:
+    return response.headers.get(SIMULATOR_HEADER) == "1"
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -288,6 +292,7 @@ class HailuoClient:
             return job.model_copy(update={
                 "submitted_at": job.submitted_at or utcnow(),
                 "idempotency_key": key if headers else None,
+                "simulated": _simulated(response),
             })
 
     # ------------------------------------------------------------------ status
@@ -303,7 +308,7 @@ class HailuoClient:
                 response = self._get(*file_call)
                 job = self.dialect.parse_file(job, response.status_code, self._json(response),
                                               _retry_after(response))
-        return job
+        return job.model_copy(update={"simulated": _simulated(response)})
 
     def parse_callback(self, body: Any, task_id: str | None = None) -> Job:
         """A job from a provider callback body (same shape as a status answer)."""

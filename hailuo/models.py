@@ -235,6 +235,7 @@ class Job(BaseModel):
     submitted_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
     idempotency_key: str | None = None
+    simulated: bool = Field(False, description="Answered by the local simulator: not paid.")
 
 
 class DownloadedVideo(BaseModel):

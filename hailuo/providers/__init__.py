@@ -10,6 +10,10 @@ DEFAULT_BASE_URLS: dict[Provider, str] = {
     Provider.MINIMAX: "https://api.minimax.io",
 }
 
+#: Header the local simulator puts on every answer, so results say ``simulated`` truthfully
+#: whichever way the simulator was reached (embedded, ``hailuo sim``, a credentials block).
+SIMULATOR_HEADER = "X-Hailuo-Simulator"
+
 _DIALECTS: dict[Provider, Dialect] = {
     Provider.APIMART: ApimartDialect(),
     Provider.MINIMAX: MinimaxDialect(),
@@ -20,4 +24,4 @@ def dialect_for(provider: Provider | str) -> Dialect:
     return _DIALECTS[Provider(provider)]
 
 
-__all__ = ["DEFAULT_BASE_URLS", "Dialect", "dialect_for"]
+__all__ = ["DEFAULT_BASE_URLS", "SIMULATOR_HEADER", "Dialect", "dialect_for"]

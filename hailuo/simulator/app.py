@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from starlette.responses import JSONResponse, Response
 
 from hailuo.capabilities import Provider
+from hailuo.providers import SIMULATOR_HEADER
 from hailuo.simulator.config import SimulatorConfig
 from hailuo.simulator.core import Simulator
 from hailuo.simulator.downloads import FileStream, cdn_error
@@ -172,6 +173,29 @@ def _canonical_hash(body: Any) -> str:
                           .encode()).hexdigest()
 
 
+class MarkSimulated:
+    """Pure ASGI middleware adding ``SIMULATOR_HEADER`` to every answer. It only touches
+    the ``http.response.start`` message, so streamed bodies and dropped connections pass
+    through unchanged (a ``BaseHTTPMiddleware`` would buffer and wrap them)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_marked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or [])
+                headers.append((SIMULATOR_HEADER.lower().encode(), b"1"))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_marked)
+
+
 def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
     """The simulator as an ASGI app (serve it with ``run_simulator`` or the CLI, which
     install the protocol that makes dropped connections real)."""
@@ -190,6 +214,8 @@ def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
     app = FastAPI(title="Hailuo simulator (APIMart + MiniMax)", lifespan=lifespan,
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sim = sim
+    app.add_middleware(MarkSimulated)
+
     idem_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # -- submit ----------------------------------------------------------------------

@@ -1,10 +1,11 @@
-"""Prefect blocks of prefect-hailuo (``prefect block register -m blocks``)."""
+"""Prefect blocks of prefect-hailuo (``prefect block register -m prefect_hailuo``)."""
 
 from prefect_hailuo.blocks.credentials import (
-    DEFAULT_SECRET_BLOCK,
     HailuoConnection,
     HailuoCredentials,
     resolve_connection,
+    simulation_requested,
 )
 
-__all__ = ["DEFAULT_SECRET_BLOCK", "HailuoConnection", "HailuoCredentials", "resolve_connection"]
+__all__ = ["HailuoConnection", "HailuoCredentials", "resolve_connection",
+           "simulation_requested"]

@@ -9,19 +9,25 @@ their client themselves.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
-from typing import Literal
 
 from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, SecretStr
 
+from hailuo.capabilities import Provider
 from hailuo.client import HailuoClient
-from hailuo.errors import AuthenticationError
+from hailuo.errors import AuthenticationError, ConfigurationError
 from hailuo.providers import DEFAULT_BASE_URLS
-
-DEFAULT_SECRET_BLOCK = "hailuo-api-key"
+from prefect_hailuo.defaults import (
+    API_KEY_ENV,
+    DEFAULT_CREDENTIALS_BLOCK,
+    DEFAULT_SECRET_BLOCK,
+    SIMULATE_ENV,
+    SIMULATOR,
+)
 
 
 class HailuoCredentials(Block):
@@ -44,8 +50,8 @@ class HailuoCredentials(Block):
     _description = "Provider, base URL and API key for MiniMax Hailuo video generation."
     _documentation_url = "https://github.com/prefect-hailuo/prefect-hailuo#readme"
 
-    provider: Literal["apimart", "minimax"] = Field(
-        default="apimart",
+    provider: Provider = Field(
+        default=Provider.APIMART,
         description="Which API dialect to speak: 'apimart' (api.apimart.ai) or 'minimax' "
         "(MiniMax's own API, api.minimax.io / api.minimaxi.com).",
     )
@@ -83,7 +89,7 @@ class HailuoCredentials(Block):
         except ValueError:
             raise AuthenticationError(
                 f"no Secret block named {self.api_key_secret_block!r}: create it with "
-                "`python -m prefect_hailuo.deployments.setup --api-key-env HAILUO_API_KEY` "
+                f"`python -m prefect_hailuo.deployments.setup --api-key-env {API_KEY_ENV}` "
                 "or in the UI"
             ) from None
         # Secret.get() json-decodes (a numeric key would come back as an int): read raw.
@@ -112,17 +118,20 @@ class HailuoConnection(BaseModel):
     secret: the key is loaded from the named block inside ``client()``.
     """
 
-    credentials_block: str | None = Field(
-        None, description="Saved HailuoCredentials block; None means the embedded simulator.")
-    provider: Literal["apimart", "minimax"] = "apimart"
+    credentials_block: str = Field(
+        description=f"Saved HailuoCredentials block, or {SIMULATOR!r} for the embedded "
+        "simulator.")
+    provider: Provider = Provider.APIMART
     base_url: str
 
     @property
     def simulated(self) -> bool:
-        return self.credentials_block is None
+        """Known before any call for the embedded simulator; a credentials block that
+        points at a simulator is recognised from its answers (``Job.simulated``)."""
+        return self.credentials_block == SIMULATOR
 
     def client(self) -> HailuoClient:
-        if self.credentials_block is None:
+        if self.credentials_block == SIMULATOR:
             return HailuoClient(self.provider, api_key=EMBEDDED_KEY, base_url=self.base_url)
         creds = _credentials_for_this_run(self.credentials_block)
         return creds.model_copy(update={"base_url": self.base_url}).get_client()
@@ -156,19 +165,44 @@ def _credentials_for_this_run(block_name: str) -> HailuoCredentials:
     return resolved
 
 
-def resolve_connection(
-    credentials_block: str | None, provider: Literal["apimart", "minimax"] = "apimart"
-) -> HailuoConnection:
-    """Load the named credentials block, or start the embedded simulator when none is named.
+def simulation_requested() -> bool:
+    """The process asked for the simulator whenever no credentials are named
+    (``HAILUO_SIMULATE=1``: the test suite, a sandbox worker)."""
+    return os.environ.get(SIMULATE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
-    Why a simulator by default: a fresh machine with no key can run every flow end to end,
-    and nothing is ever paid by accident. ``provider`` only applies to the simulator.
+
+def resolve_connection(credentials_block: str | None,
+                       provider: Provider | str = Provider.APIMART) -> HailuoConnection:
+    """Load the named credentials block, or start the embedded simulator when asked for.
+
+    The simulator is never a silent default: a deployment run whose credentials are empty
+    would otherwise "succeed" without producing anything real. It runs when the name is
+    ``"simulator"``, or when nothing is named and the process set ``HAILUO_SIMULATE=1``.
+    An empty string means "not set". ``provider`` only applies to the simulator.
     """
-    if credentials_block is None:
+    name = (credentials_block or "").strip() or None
+    if name is None and simulation_requested():
+        name = SIMULATOR
+    if name is None:
+        raise ConfigurationError(
+            "no credentials block given. Save one with `python -m "
+            f"prefect_hailuo.deployments.setup --api-key-env {API_KEY_ENV}` (it creates the "
+            f"{DEFAULT_CREDENTIALS_BLOCK!r} block) and pass "
+            f"credentials_block={DEFAULT_CREDENTIALS_BLOCK!r}, or pass "
+            f"credentials_block={SIMULATOR!r} to run on the embedded simulator (nothing is "
+            "paid)", field="credentials_block")
+    if name == SIMULATOR:
         from hailuo.simulator.embedded import embedded_simulator
 
-        return HailuoConnection(provider=provider, base_url=embedded_simulator().base_url)
-    creds = HailuoCredentials.load(credentials_block)
+        return HailuoConnection(credentials_block=SIMULATOR, provider=Provider(provider),
+                                base_url=embedded_simulator().base_url)
+    try:
+        creds = HailuoCredentials.load(name)
+    except ValueError:
+        raise ConfigurationError(
+            f"no HailuoCredentials block named {name!r} on the Prefect server: create it "
+            f"with `python -m prefect_hailuo.deployments.setup --credentials-block {name}` "
+            "or in the UI", field="credentials_block") from None
     base_url = creds.base_url or DEFAULT_BASE_URLS[creds.provider]  # type: ignore[index]
-    return HailuoConnection(credentials_block=credentials_block, provider=creds.provider,
+    return HailuoConnection(credentials_block=name, provider=creds.provider,
                             base_url=base_url.rstrip("/"))

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-SUBMIT_LIMIT_NAME = "hailuo-submit"  # the name tasks.generation.submit_generation takes
+from prefect_hailuo.defaults import SUBMIT_LIMIT_NAME
+
 WINDOW_SECONDS = 60.0
 
 

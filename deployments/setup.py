@@ -23,11 +23,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from prefect_hailuo.deployments.limits import SUBMIT_LIMIT_NAME, submit_limit
-
-DEFAULT_POOL = "hailuo"
-DEFAULT_CREDENTIALS_BLOCK = "hailuo"
-DEFAULT_KEY_ENV = "HAILUO_API_KEY"
+from hailuo.capabilities import Provider
+from prefect_hailuo.defaults import (
+    API_KEY_ENV,
+    DEFAULT_CREDENTIALS_BLOCK,
+    DEFAULT_SECRET_BLOCK,
+    DEFAULT_WORK_POOL,
+    SUBMIT_LIMIT_NAME,
+)
+from prefect_hailuo.deployments.limits import submit_limit
 
 
 def ensure_work_pool(client, name: str) -> str:
@@ -77,21 +81,23 @@ def save_credentials(name: str, provider: str, base_url: str | None, secret_bloc
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m prefect_hailuo.deployments.setup",
-        description="Create the work pool, the hailuo-submit rate limit and the key/credential "
-        "blocks on the Prefect server named by PREFECT_API_URL. Safe to re-run.")
-    parser.add_argument("--pool", default=DEFAULT_POOL, help="process work pool name")
+        description=f"Create the work pool, the {SUBMIT_LIMIT_NAME} rate limit and the "
+        "key/credential blocks on the Prefect server named by PREFECT_API_URL. Safe to re-run.")
+    parser.add_argument("--pool", default=DEFAULT_WORK_POOL, help="process work pool name")
     parser.add_argument("--rpm", type=int, default=20,
                         help="provider submits per minute for this key (default 20)")
     parser.add_argument("--headroom", type=float, default=0.1,
                         help="fraction of the provider's rate left unused (default 0.1)")
     parser.add_argument("--api-key-env", default=None, metavar="VAR",
                         help=f"save the key from this environment variable (e.g. "
-                        f"{DEFAULT_KEY_ENV}) into the Secret block; omit to leave it alone")
-    parser.add_argument("--secret-block", default="hailuo-api-key",
-                        help="Secret block holding the key (default hailuo-api-key)")
+                        f"{API_KEY_ENV}) into the Secret block; omit to leave it alone")
+    parser.add_argument("--secret-block", default=DEFAULT_SECRET_BLOCK,
+                        help=f"Secret block holding the key (default {DEFAULT_SECRET_BLOCK})")
     parser.add_argument("--credentials-block", default=DEFAULT_CREDENTIALS_BLOCK,
-                        help="HailuoCredentials block to save (default hailuo); '' to skip")
-    parser.add_argument("--provider", choices=["apimart", "minimax"], default="apimart")
+                        help=f"HailuoCredentials block to save (default "
+                        f"{DEFAULT_CREDENTIALS_BLOCK}); '' to skip")
+    parser.add_argument("--provider", choices=[p.value for p in Provider],
+                        default=Provider.APIMART.value)
     parser.add_argument("--base-url", default=None,
                         help="API base URL; empty means the provider's public URL")
     return parser

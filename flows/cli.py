@@ -23,6 +23,7 @@ from typing import Any
 
 from hailuo.models import VideoRequest
 from hailuo.progress import ProgressDisplay, choose_mode
+from prefect_hailuo.defaults import SIMULATOR
 
 # What a finished task means for the next step the user waits on.
 _AFTER = {
@@ -122,7 +123,7 @@ def generate(args: argparse.Namespace, request: VideoRequest) -> Any:
     from prefect_hailuo.flows.generation import first_last_frame, image_to_video, text_to_video
 
     common = {"options": _options(args, request), "destination": _destination(args),
-              "credentials_block": args.credentials_block}
+              "credentials_block": args.credentials_block or SIMULATOR}
     if request.last_frame_image:
         return first_last_frame(first_frame_image=request.first_frame_image,
                                 last_frame_image=request.last_frame_image,
@@ -140,7 +141,7 @@ def film(args: argparse.Namespace, checked: dict[str, Any]) -> Any:
 
     options = _film_options(args)
     common = {"options": options, "destination": _destination(args),
-              "credentials_block": args.credentials_block}
+              "credentials_block": args.credentials_block or SIMULATOR}
     if args.command == "continuity":
         return multi_clip_continuity(storyboard=checked["path"], **common)
     return storyboard(storyboard=checked["path"], max_concurrency=args.max_concurrency,

@@ -137,6 +137,10 @@ def _fetch_remote(shots: list[Shot], destination: Destination) -> list[Shot]:
     return fetched
 
 
+def _simulated(connection: HailuoConnection, clips: list[ClipResult]) -> bool:
+    return connection.simulated or any(c.simulated for c in clips)
+
+
 def _film_id(clips: list[ClipResult], board: Storyboard, audio_sha: str | None) -> str:
     blob = json.dumps({"clips": [c.sha256 for c in clips], "transition": board.transition,
                        "crossfade": board.crossfade_seconds, "audio": audio_sha})
@@ -166,7 +170,7 @@ def _manifest(board: Storyboard, mode: FilmMode, film_id: str, shots: list[Shot]
     return {
         "kind": "hailuo-film", "title": board.title, "film_id": film_id, "mode": mode,
         "provider": connection.provider, "model": options.model,
-        "simulated": connection.simulated, "style_suffix": board.style_suffix,
+        "simulated": _simulated(connection, clips), "style_suffix": board.style_suffix,
         "video": {"file": "video.mp4", "sha256": stitched.sha256, "size": stitched.size,
                   "duration": stitched.duration, "frames": stitched.frames,
                   "width": stitched.width, "height": stitched.height, "fps": stitched.fps},
@@ -266,7 +270,8 @@ def make_film(source: Storyboard | str, *, mode: FilmMode, options: GenerationOp
         frames=stitched.frames, width=stitched.width, height=stitched.height,
         stitch_method=stitched.method, stitch_reason=stitched.reason, poster_path=poster,
         contact_sheet_path=sheet, manifest_path=str(manifest_path),
-        total_cost_usd=float(manifest["total_cost_usd"]), simulated=connection.simulated)
+        total_cost_usd=float(manifest["total_cost_usd"]),
+        simulated=_simulated(connection, clips))
     if destination.s3_bucket_block:
         info = media.probe(stitched.path)
         video = DownloadedVideo(task_id=folder.name, path=stitched.path, sha256=stitched.sha256,

@@ -37,19 +37,21 @@ def main() -> int:
     os.environ.setdefault("HAILUO_SIM_RENDER_SECONDS", "2")
     started = time.monotonic()
     print("prefect-hailuo demo: embedded simulator, no API key, nothing is paid.", flush=True)
+    from prefect_hailuo.defaults import SIMULATOR
     from prefect_hailuo.flows import Destination, image_to_video, text_to_video
 
     destination = Destination(output_dir=str(OUT))
+    # the simulator is never a silent default: the demo asks for it by name
     t2v = text_to_video(
         prompt="[Truck left, Pedestal up] A lighthouse on a rocky coast at dusk, waves "
         "breaking, warm light in the window, cinematic wide shot",
-        destination=destination,
+        destination=destination, credentials_block=SIMULATOR,
     )
     image = sample_image(OUT / "inputs" / "balloon.png")
     i2v = image_to_video(
         first_frame_image=str(image),
         prompt="[Push in] The balloon drifts upward and sways gently in the wind",
-        destination=destination,
+        destination=destination, credentials_block=SIMULATOR,
     )
     print("\nDone in %.0f s. Files:" % (time.monotonic() - started))
     total = 0.0

@@ -103,7 +103,7 @@ def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOp
         "mode": request.mode.value,
         "provider": connection.provider,
         "model": request.model,
-        "simulated": connection.simulated,
+        "simulated": connection.simulated or done.simulated,
         "task_id": done.task_id,
         "sha256": video.sha256,
         "size": video.size,
@@ -142,7 +142,7 @@ def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOp
         manifest_uri=uploaded.manifest_uri if uploaded else None,
         presigned_url=uploaded.presigned_url if uploaded else None,
         thumbnail_url=uploaded.thumbnail_url if uploaded else None,
-        simulated=connection.simulated,
+        simulated=connection.simulated or done.simulated,
     )
     publish_clip_artifacts(result)
     return result

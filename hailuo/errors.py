@@ -157,5 +157,10 @@ class TimedOutError(HailuoError):
     retryable = True
 
 
+class ConfigurationError(HailuoError, ValueError):
+    """Something the operator must set up (a block, a file, a folder) is missing or wrong:
+    found before anything is paid, and never retried."""
+
+
 class CostLimitExceededError(InvalidRequestError):
     """The cost estimate exceeds the caller's ``max_cost_usd``: refused before any submit."""

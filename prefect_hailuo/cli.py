@@ -41,9 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from hailuo import errors, pricing
+from hailuo.capabilities import Provider
 from hailuo.errors import InvalidRequestError
 from hailuo.models import DEFAULT_MODEL, VideoRequest
 from hailuo.prompts import PromptElements, lint_prompt, normalise_prompt
+from prefect_hailuo.defaults import CREDENTIALS_ENV
 
 EXIT_OK = 0
 EXIT_OTHER = 1
@@ -56,8 +58,7 @@ EXIT_UNAVAILABLE = 7
 EXIT_AMBIGUOUS = 8
 EXIT_INTERRUPTED = 130
 
-PROVIDERS = ("apimart", "minimax")
-CREDENTIALS_ENV = "HAILUO_CREDENTIALS_BLOCK"
+PROVIDERS = tuple(p.value for p in Provider)
 FLOW_COMMANDS = frozenset({"generate", "continuity", "storyboard"})
 
 

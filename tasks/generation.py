@@ -25,8 +25,9 @@ from hailuo.errors import HailuoError, TimedOutError
 from hailuo.fingerprint import request_fingerprint
 from hailuo.models import Job, JobStatus, VideoRequest
 from prefect_hailuo.blocks.credentials import HailuoConnection
+from prefect_hailuo.defaults import SUBMIT_LIMIT_NAME
 from prefect_hailuo.tasks.callbacks import shared_receiver
-from prefect_hailuo.tasks.submit_slots import SUBMIT_RATE_LIMIT, take_submit_slot
+from prefect_hailuo.tasks.submit_slots import take_submit_slot
 
 
 def submit_cache_key(context: Any, parameters: dict[str, Any]) -> str:
@@ -87,7 +88,7 @@ def submit_generation(
     key = f"hailuo-{ident[:40]}-{resubmit_of or 0}"
     with connection.client() as client:
         client.prepare(request)  # reject locally before taking a rate-limit slot
-        take_submit_slot(SUBMIT_RATE_LIMIT)
+        take_submit_slot(SUBMIT_LIMIT_NAME)
         job = client.submit(request, idempotency_key=key, take=take)
     logger.info("submitted %s task %s (%s, %s)", connection.provider, job.task_id,
                 request.model, request.mode.value)

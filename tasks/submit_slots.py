@@ -30,7 +30,8 @@ from typing import Any
 
 import httpx
 
-SUBMIT_RATE_LIMIT = "hailuo-submit"
+from prefect_hailuo.defaults import SUBMIT_LIMIT_NAME
+
 _ONE_AT_A_TIME = threading.Lock()
 
 
@@ -76,7 +77,7 @@ def _increment_once(client: Any, name: str) -> None:
     response.raise_for_status()
 
 
-def take_submit_slot(name: str = SUBMIT_RATE_LIMIT, *, max_wait_seconds: float = 3600.0,
+def take_submit_slot(name: str = SUBMIT_LIMIT_NAME, *, max_wait_seconds: float = 3600.0,
                      sleep: Any = time.sleep) -> bool:
     """Block until the shared limit grants one slot.
 

@@ -20,6 +20,9 @@ os.environ["PREFECT_LOCAL_STORAGE_PATH"] = str(Path(_PREFECT_HOME) / "storage")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 os.environ.pop("PREFECT_API_URL", None)
+# The simulator is never a silent default: this test session asks for it whenever a flow
+# is given no credentials block (a test that checks the refusal unsets it).
+os.environ["HAILUO_SIMULATE"] = "1"
 
 
 def encode_mp4(width: int = 64, height: int = 48, frames: int = 12, fps: int = 12) -> bytes:

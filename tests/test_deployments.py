@@ -206,7 +206,8 @@ def sim():
 def deployed(server, sim) -> Server:
     """The operator's steps, as the README gives them."""
     setup = server.run(sys.executable, "-m", "prefect_hailuo.deployments.setup",
-                       "--rpm", str(RPM), "--api-key-env", "HAILUO_API_KEY", "--base-url", sim.base_url,
+                       "--rpm", str(RPM), "--api-key-env", "HAILUO_API_KEY",
+                       "--base-url", sim.base_url,
                        HAILUO_API_KEY=KEY)
     assert setup.returncode == 0, setup.stderr[-3000:]
     assert KEY not in setup.stdout + setup.stderr

@@ -1,0 +1,27 @@
+"""Names the Prefect side shares, each written once.
+
+A leaf module (no imports): the blocks, tasks, flows, deployment scripts and the CLI all
+read these, so a name used on a Prefect server (the rate limit, the blocks, the pool)
+cannot drift between the code that creates it and the code that uses it.
+"""
+
+from __future__ import annotations
+
+#: The global concurrency limit (rate-limit mode) every submit takes a slot of.
+SUBMIT_LIMIT_NAME = "hailuo-submit"
+#: The Secret block holding the API key, named by the credentials block.
+DEFAULT_SECRET_BLOCK = "hailuo-api-key"
+#: The HailuoCredentials block the deployments name by default.
+DEFAULT_CREDENTIALS_BLOCK = "hailuo"
+#: The process work pool the deployments target.
+DEFAULT_WORK_POOL = "hailuo"
+#: Environment variable the setup script reads the key from (never a command-line value).
+API_KEY_ENV = "HAILUO_API_KEY"
+#: Environment variable the CLI reads its default credentials block from.
+CREDENTIALS_ENV = "HAILUO_CREDENTIALS_BLOCK"
+
+#: Reserved credentials name: run on the embedded simulator (nothing is paid). The
+#: simulator is never a silent default: a run without credentials fails unless it names
+#: this, or its process sets ``SIMULATE_ENV=1`` (the test suite does).
+SIMULATOR = "simulator"
+SIMULATE_ENV = "HAILUO_SIMULATE"

@@ -8,6 +8,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from hailuo.errors import ClipFailure, ClipsFailedError
+from hailuo.pricing import check_budget
 from prefect_hailuo.blocks.credentials import HailuoConnection, resolve_connection
 from prefect_hailuo.flows.models import (
     BatchResult,
@@ -16,7 +18,7 @@ from prefect_hailuo.flows.models import (
     Destination,
     GenerationOptions,
 )
-from prefect_hailuo.flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
+from prefect_hailuo.flows.pipeline import publish_artifacts, resolve_inputs, run_clip
 
 
 @task(name="generate-clip", cache_policy=NO_CACHE, task_run_name="clip-{index}")
@@ -41,33 +43,35 @@ def generate_batch(
     ``hailuo-submit`` global rate limit when it exists (see deployments/setup.py), so any
     number of workers together respect the provider's requests-per-minute. Every clip is
     validated and the whole batch's cost checked before the first submit. One clip failing
-    does not stop the others; the run fails at the end listing the failures (or, with
-    ``allow_failures``, returns them in the result), and a re-run only redoes what did not
-    finish.
+    does not stop the others; the run fails at the end with a ``ClipsFailedError`` that
+    holds each failed clip's own typed error and task id (or, with ``allow_failures``,
+    returns them in the result as text), and a re-run only redoes what did not finish.
     """
     logger = get_run_logger()
     connection = resolve_connection(credentials_block, options.provider)
     specs = [resolve_inputs(s, destination) for s in clips]
     named = [s if s.name else s.model_copy(update={"name": f"clip-{i + 1:03d}"})
              for i, s in enumerate(specs)]
-    guard_cost([s.to_request(options) for s in named], connection.provider,
-               options.max_cost_usd)
+    check_budget([s.to_request(options) for s in named], connection.provider,
+                 options.max_cost_usd)
     results: list[ClipResult] = []
-    failed: dict[str, str] = {}
+    failures: list[ClipFailure] = []
+    kept: list[int] = []
     with ThreadPoolTaskRunner(max_workers=max(1, max_concurrency)) as runner:
         futures = [runner.submit(generate_clip, {"index": i, "spec": s, "connection": connection,
                                                  "options": options, "destination": destination})
                    for i, s in enumerate(named)]
-        for spec, future in zip(named, futures, strict=True):
+        for number, (spec, future) in enumerate(zip(named, futures, strict=True), start=1):
             try:
                 results.append(future.result())
+                kept.append(number)
             except Exception as exc:  # noqa: BLE001 - reported per clip, raised below
-                failed[spec.name or "?"] = f"{type(exc).__name__}: {exc}"
-                logger.error("clip %s failed: %s", spec.name, failed[spec.name or "?"])
+                failures.append(ClipFailure(number, spec.name, exc))
+                logger.error("clip %s failed: %s", spec.name, failures[-1].summary)
     if results:
         publish_artifacts(results, "batch")
     total = sum((Decimal(str(r.cost_usd)) for r in results), Decimal("0"))
-    if failed and not allow_failures:
-        raise RuntimeError(f"{len(failed)} of {len(named)} clips failed: "
-                           + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+    if failures and not allow_failures:
+        raise ClipsFailedError.of(failures, total=len(named), kept=kept)
+    failed = {f.name or f"clip-{f.number:03d}": f.summary for f in failures}
     return BatchResult(clips=results, failed=failed, total_cost_usd=float(total))

@@ -7,8 +7,10 @@ temporary local one), so a command-line run is cached, resumable and shows up in
 like any other: running the same command again after a timeout or a crash waits for the
 same provider task instead of paying again.
 
-Progress comes from the run's own log records (the tasks already log every status change
-for the UI): a logging handler turns them into events for ``hailuo.progress``.
+Progress comes from ``hailuo.events``: the run's own tasks emit what they are doing
+(submitting, provider status and progress, downloading, ...) on an in-process channel, and
+``RunProgress`` turns those events into the display. Nothing depends on Prefect's log
+records or their wording.
 """
 
 from __future__ import annotations
@@ -21,68 +23,66 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from hailuo import events
 from hailuo.models import VideoRequest
 from hailuo.progress import ProgressDisplay, choose_mode
 from prefect_hailuo.defaults import SIMULATOR
 
-# What a finished task means for the next step the user waits on.
-_AFTER = {
-    "fetch-input-image": "submitting",
-    "submit-generation": "queued",
-    "wait-for-generation": "downloading",
-    "download-video": "thumbnail",
-    "make-thumbnail": "finishing",
-    "upload-to-s3": "finishing",
-    "generate-chain": "stitching",
-    "stitch-clips": "poster",
-    "make-poster": "contact sheet",
-    "make-contact-sheet": "finishing",
-}
+#: Events that start a step: the stage the display shows while it runs.
 _DURING = {
-    "fetch-input-image": "fetching input",
-    "submit-generation": "submitting",
-    "download-video": "downloading",
-    "make-thumbnail": "thumbnail",
-    "upload-to-s3": "uploading",
-    "stitch-clips": "stitching",
-    "upload-still": "uploading",
+    events.INPUT_FETCHING: "fetching input",
+    events.SUBMITTING: "submitting",
+    events.DOWNLOADING: "downloading",
+    events.THUMBNAIL: "thumbnail",
+    events.UPLOADING: "uploading",
+    events.STITCHING: "stitching",
+    events.POSTER: "poster",
+    events.CONTACT_SHEET: "contact sheet",
+}
+#: Events that end a step: what the user waits on next.
+_AFTER = {
+    events.INPUT_FETCHED: "submitting",
+    events.DOWNLOADED: "thumbnail",
+    events.THUMBNAIL_DONE: "finishing",
+    events.UPLOADED: "finishing",
+    events.STITCHED: "poster",
+    events.POSTER_DONE: "contact sheet",
+    events.CONTACT_SHEET_DONE: "finishing",
 }
 
 
-class RunProgress(logging.Handler):
-    """Feeds a ``ProgressDisplay`` from Prefect task-run log records.
+class RunProgress:
+    """Feeds a ``ProgressDisplay`` from ``hailuo.events`` (subscribe an instance).
 
-    It reads the structured parts of records (``task_name`` and the arguments of the
-    wait task's "task %s: %s %s%%" line), never the API (no extra requests per poll).
+    Called in the flow's worker threads; the display is thread-safe. Unknown kinds are
+    ignored, and a display problem never reaches the run (``events.emit`` also shields it).
     """
 
     def __init__(self, display: ProgressDisplay) -> None:
-        super().__init__(level=logging.INFO)
         self.display = display
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def __call__(self, event: events.Event) -> None:
         with contextlib.suppress(Exception):  # a display problem must never fail the run
-            self._handle(record)
+            self._handle(event)
 
-    def _handle(self, record: logging.LogRecord) -> None:
-        task = getattr(record, "task_name", None)
-        if task is None:
-            return
-        message = str(record.msg)
-        args = record.args if isinstance(record.args, tuple) else ()
-        if task == "wait-for-generation" and message.startswith("task %s: %s %s") \
-                and len(args) == 3:
-            task_id, status, progress = args
-            self.display.status(str(status), int(progress), task_id=str(task_id))
-        elif task == "submit-generation" and message.startswith("submitted") and len(args) > 1:
-            self.display.stage("queued", task_id=str(args[1]))
-        elif message.startswith("Finished in state"):
-            if "Completed" in message or "Cached" in message:
-                if task == "download-video":
-                    self.display.clip_done()
-                self.display.stage(_AFTER.get(task, "working"))
-        elif task in _DURING:
-            self.display.stage(_DURING[task])
+    def _handle(self, event: events.Event) -> None:
+        kind = event.kind
+        task_id = event.get("task_id")
+        task_id = str(task_id) if task_id is not None else None
+        if kind == events.STATUS:
+            progress = event.get("progress")
+            self.display.status(str(event.get("status")),
+                                int(progress) if progress is not None else None,
+                                task_id=task_id)
+        elif kind == events.SUBMITTED:
+            self.display.stage("queued", task_id=task_id)
+        elif kind == events.DOWNLOADED:
+            self.display.clip_done()
+            self.display.stage(_AFTER[kind], task_id=task_id)
+        elif kind in _AFTER:
+            self.display.stage(_AFTER[kind])
+        elif kind in _DURING:
+            self.display.stage(_DURING[kind], task_id=task_id)
 
 
 def quiet_prefect_console(verbose: bool) -> None:
@@ -189,7 +189,7 @@ def _api_url() -> str | None:
 def check_blocks(args: argparse.Namespace) -> None:
     """Named blocks must exist on the server: a typo is bad input (exit 2), found before
     the flow starts rather than as a failed run."""
-    from prefect_hailuo.cli import BadInput
+    from hailuo.errors import ConfigurationError
 
     wanted = []
     if args.credentials_block:
@@ -204,9 +204,9 @@ def check_blocks(args: argparse.Namespace) -> None:
         try:
             block_type.load(name)
         except ValueError:
-            raise BadInput(f"{option}: no {block_type.__name__} block named {name!r} on the "
-                           "Prefect server (see `python -m prefect_hailuo.deployments.setup`)"
-                           ) from None
+            raise ConfigurationError(
+                f"{option}: no {block_type.__name__} block named {name!r} on the Prefect "
+                "server (see `python -m prefect_hailuo.deployments.setup`)") from None
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, Any], Any]] = {
@@ -218,15 +218,13 @@ def run(args: argparse.Namespace, checked: Any, *, fail: Callable[[BaseException
     """Run the command's flow with a progress display; map failures to exit codes."""
     mode = choose_mode(sys.stderr, json_output=args.json, quiet=args.quiet)
     display = ProgressDisplay(sys.stderr, mode, label=args.command)
-    listener = RunProgress(display)
-    task_logger = logging.getLogger("prefect.task_runs")
+    subscription = events.subscribe(RunProgress(display))
     try:
         quiet_prefect_console(args.verbose)
         if not _api_url():
             display.note("hailuo: no PREFECT_API_URL: starting a temporary local Prefect "
                          "server (~15 s); point PREFECT_API_URL at yours to skip this")
         check_blocks(args)
-        task_logger.addHandler(listener)
         with display:
             if not args.credentials_block:
                 display.note("hailuo: no credentials block: using the embedded simulator "
@@ -240,7 +238,7 @@ def run(args: argparse.Namespace, checked: Any, *, fail: Callable[[BaseException
             raise
         return fail(exc)
     finally:
-        task_logger.removeHandler(listener)
+        subscription.close()
     doc = result.model_dump(mode="json")
     if args.json:
         print(json.dumps({"ok": True, "command": args.command, "result": doc}))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -29,12 +30,14 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from hailuo import media
+from hailuo.errors import ClipFailure, ClipsFailedError
 from hailuo.models import DownloadedVideo, utcnow
+from hailuo.pricing import check_budget
 from hailuo.stitch import StitchResult
 from hailuo.storyboard import Shot, Storyboard, load_storyboard
 from prefect_hailuo.blocks.credentials import HailuoConnection, resolve_connection
 from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
-from prefect_hailuo.flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
+from prefect_hailuo.flows.pipeline import publish_artifacts, resolve_inputs, run_clip
 from prefect_hailuo.tasks.media import extract_last_frame
 from prefect_hailuo.tasks.stitching import (
     make_contact_sheet,
@@ -46,9 +49,6 @@ from prefect_hailuo.tasks.storage import fetch_input_image, upload_to_s3
 
 FilmMode = Literal["continuity", "storyboard"]
 
-#: Stands in for a chained clip's first frame while validating and pricing the whole
-#: film up front (the real image exists only once the previous clip does).
-CHAINED_PLACEHOLDER = "chained:last-frame-of-previous-clip"
 
 
 class FilmResult(BaseModel):
@@ -78,12 +78,15 @@ class FilmResult(BaseModel):
     simulated: bool = False
 
 
-class ChainOutcome(BaseModel):
-    """What one chain produced; ``failed`` names the shot that stopped it, if any."""
+@dataclass
+class ChainOutcome:
+    """What one chain produced; ``failed`` is the index of the shot that stopped it, if
+    any, and ``error`` the typed exception it ended with (kept as the object, task id and
+    all: the outcome is returned in process, never persisted)."""
 
     clips: list[ClipResult]
     failed: int | None = None
-    error: str | None = None
+    error: Exception | None = None
 
 
 def _spec(shot: Shot, first_frame_image: str | None) -> ClipSpec:
@@ -111,8 +114,7 @@ def generate_chain(shots: list[Shot], label: str, connection: HailuoConnection,
         except Exception as exc:  # noqa: BLE001 - reported by the flow, which then fails
             logger.error("clip %d (%s) failed: %s: %s", shot.index, shot.name,
                          type(exc).__name__, exc)
-            return ChainOutcome(clips=clips, failed=shot.index,
-                                error=f"{type(exc).__name__}: {exc}")
+            return ChainOutcome(clips=clips, failed=shot.index, error=exc)
     return ChainOutcome(clips=clips)
 
 
@@ -221,13 +223,13 @@ def make_film(source: Storyboard | str, *, mode: FilmMode, options: GenerationOp
     """
     logger = get_run_logger()
     board = load_storyboard(source)
-    film_defaults = {k: getattr(board, k) for k in ("model", "resolution", "duration")
-                     if getattr(board, k) is not None}
-    options = options.model_copy(update=film_defaults)
+    options = options.model_copy(update=board.film_settings(
+        model=options.model, resolution=options.resolution, duration=options.duration))
     connection = resolve_connection(credentials_block, options.provider)
     shots = _fetch_remote(board.shots(chain_all=mode == "continuity"), destination)
-    guard_cost([_spec(s, CHAINED_PLACEHOLDER if s.chained else s.first_frame_image)
-                .to_request(options) for s in shots], connection.provider, options.max_cost_usd)
+    check_budget([s.request(model=options.model, resolution=options.resolution,
+                            duration=options.duration) for s in shots],
+                 connection.provider, options.max_cost_usd)
     if len({s.resolution or options.resolution for s in shots}) > 1:
         logger.warning("segments ask for different resolutions: stitching will re-encode")
     audio = fetch_input_image(board.audio, destination.s3_bucket_block) if board.audio else None
@@ -244,10 +246,12 @@ def make_film(source: Storyboard | str, *, mode: FilmMode, options: GenerationOp
         publish_artifacts(clips, f"{mode} {board.title}")
     failures = [o for o in outcomes if o.failed is not None]
     if failures:
-        done = ", ".join(str(s.index) for s in shots if s.name in {c.name for c in clips})
-        raise RuntimeError(
-            "; ".join(f"clip {o.failed} of {len(shots)} failed: {o.error}" for o in failures)
-            + f". Done and kept for a re-run: clips {done or 'none'}.")
+        names = {s.index: s.name for s in shots}
+        finished = {c.name for c in clips}
+        raise ClipsFailedError.of(
+            [ClipFailure(o.failed, names.get(o.failed), o.error or RuntimeError("unknown"))
+             for o in failures if o.failed is not None],
+            total=len(shots), kept=[s.index for s in shots if s.name in finished])
 
     film_dir_name = board.slug
     audio_sha = media.sha256_file(audio) if audio else None

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from prefect import flow
 
+from hailuo.pricing import check_budget
 from hailuo.prompts import PromptElements
 from prefect_hailuo.blocks.credentials import resolve_connection
 from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
-from prefect_hailuo.flows.pipeline import guard_cost, publish_artifacts, resolve_inputs, run_clip
+from prefect_hailuo.flows.pipeline import publish_artifacts, resolve_inputs, run_clip
 
 
 def _one_clip(spec: ClipSpec, options: GenerationOptions, destination: Destination,
               credentials_block: str | None, title: str) -> ClipResult:
     connection = resolve_connection(credentials_block, options.provider)
     spec = resolve_inputs(spec, destination)
-    guard_cost([spec.to_request(options)], connection.provider, options.max_cost_usd)
+    check_budget([spec.to_request(options)], connection.provider, options.max_cost_usd)
     result = run_clip(spec, connection, options, destination)
     publish_artifacts([result], title)
     return result

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from hailuo.capabilities import Provider
 from hailuo.models import DEFAULT_MODEL, VideoRequest
 
 
@@ -44,8 +45,8 @@ class GenerationOptions(BaseModel):
     callback_public_url: str | None = Field(
         None, description="URL the provider can reach the receiver at (behind a proxy or "
         "tunnel); empty uses the local address.")
-    provider: Literal["apimart", "minimax"] = Field(
-        "apimart", description="Dialect of the embedded simulator when no credentials block "
+    provider: Provider = Field(
+        Provider.APIMART, description="Dialect of the embedded simulator when no credentials block "
         "is given (a credentials block sets its own provider).")
 
 
@@ -104,5 +105,6 @@ class ClipResult(BaseModel):
 
 class BatchResult(BaseModel):
     clips: list[ClipResult]
-    failed: dict[str, str] = Field(default_factory=dict, description="name -> error")
+    failed: dict[str, str] = Field(
+        default_factory=dict, description="name -> 'ErrorType: message (task_id=...)'")
     total_cost_usd: float

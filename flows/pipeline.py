@@ -10,7 +10,6 @@ in the cache key, so even the resubmit is found again by a re-run.
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from prefect.runtime import flow_run
 from prefect.transactions import CommitMode, transaction
 
 from hailuo import pricing
-from hailuo.errors import ContentRejectedError, CostLimitExceededError, GenerationFailedError
+from hailuo.errors import ContentRejectedError, GenerationFailedError
 from hailuo.fingerprint import canonical_request
 from hailuo.models import VideoRequest, utcnow
 from prefect_hailuo.blocks.credentials import HailuoConnection
@@ -39,17 +38,6 @@ def resolve_inputs(spec: ClipSpec, destination: Destination) -> ClipSpec:
         if value and value.startswith("s3://"):
             updates[name] = fetch_input_image(value, destination.s3_bucket_block)
     return spec.model_copy(update=updates) if updates else spec
-
-
-def guard_cost(requests: list[VideoRequest], provider: str, max_cost_usd: float | None
-               ) -> Decimal:
-    """Validate every request and refuse before any submit when the estimate is too high."""
-    total = sum((pricing.estimate(r, provider) for r in requests), Decimal("0"))
-    if max_cost_usd is not None and total > Decimal(str(max_cost_usd)):
-        raise CostLimitExceededError(
-            f"estimated cost ${total} for {len(requests)} clip(s) exceeds max_cost_usd "
-            f"${max_cost_usd}; nothing was submitted", field="max_cost_usd")
-    return total
 
 
 def _submit(request: VideoRequest, connection: HailuoConnection, take: int,

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+#: Longest prompt any provider accepts (characters), for every model.
+MAX_PROMPT_CHARS = 2000
+
 
 class Provider(StrEnum):
     APIMART = "apimart"

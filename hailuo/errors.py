@@ -10,7 +10,10 @@ anything it quotes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+from hailuo import redact
 
 
 class HailuoError(Exception):
@@ -27,6 +30,8 @@ class HailuoError(Exception):
         task_id: str | None = None,
         **details: Any,
     ) -> None:
+        # Messages quote provider answers: never let a key this process uses ride along.
+        message = redact.scrub(message)
         super().__init__(message)
         self.message = message
         self.code = code
@@ -164,3 +169,176 @@ class ConfigurationError(HailuoError, ValueError):
 
 class CostLimitExceededError(InvalidRequestError):
     """The cost estimate exceeds the caller's ``max_cost_usd``: refused before any submit."""
+
+
+# -- many clips ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipFailure:
+    """One failed clip of a multi-clip run: its 1-based ``number``, its ``name`` and the
+    typed exception it ended with (which keeps its own ``task_id``)."""
+
+    number: int
+    name: str | None
+    error: Exception
+
+    @property
+    def task_id(self) -> str | None:
+        return getattr(self.error, "task_id", None)
+
+    @property
+    def summary(self) -> str:
+        """``Type: message``, one line, naming the task id when one is known."""
+        text = " ".join(str(self.error).split())
+        if self.task_id and self.task_id not in text:
+            text += f" (task_id={self.task_id})"
+        return f"{type(self.error).__name__}: {text}"
+
+    def describe(self, total: int | None) -> str:
+        of = f" of {total}" if total else ""
+        name = f" ({self.name})" if self.name else ""
+        return f"clip {self.number}{of} failed{name}: {self.summary}"
+
+
+#: Which clip's error stands for a whole failed run (exit code, task id), most urgent
+#: first. The order is what the person reading that single answer must deal with before a
+#: re-run is safe and useful: an ambiguous submit may already be paid (check the console,
+#: or pay twice); an account problem stops every clip until fixed; a refusal or a bad
+#: request or setup fails again unchanged; a failed generation was already resubmitted by
+#: policy; an unknown error (a bug) needs a look; unavailability is what waiting and
+#: re-running fixes, and a timeout comes last because re-running simply resumes the paid
+#: task. Ties go to the lowest clip number.
+_PRECEDENCE: tuple[tuple[type[BaseException], ...], ...] = (
+    (AmbiguousSubmitError,),
+    (AuthenticationError, InsufficientBalanceError),
+    (ContentRejectedError, InvalidRequestError, ConfigurationError),
+    (GenerationFailedError,),
+    (),  # anything not named here
+    (RateLimitedError, ProviderUnavailableError, LinkExpiredError, DownloadError,
+     InvalidVideoError),
+    (TimedOutError,),
+)
+_UNKNOWN_RANK = 4
+
+
+def _rank(error: BaseException) -> int:
+    if isinstance(error, ClipsFailedError):
+        return _rank(error.representative.error)
+    for rank, classes in enumerate(_PRECEDENCE):
+        if classes and isinstance(error, classes):
+            return rank
+    return _UNKNOWN_RANK
+
+
+class ClipsFailedError(HailuoError, ExceptionGroup):
+    """Some clips of a batch or film failed; the others finished and are kept for a re-run.
+
+    Also an ``ExceptionGroup`` of the clips' own typed errors (``.exceptions``, so
+    ``except* TimedOutError`` works and tracebacks show every clip). ``failures`` adds each
+    clip's number and name, ``kept`` lists the numbers of the clips that finished, and
+    ``representative`` is the failure that stands for the run (see ``_PRECEDENCE``): its
+    ``task_id`` is this error's ``task_id``. Never ``retryable`` as a whole: a re-run of
+    the flow redoes only what did not finish.
+
+    Build it with ``ClipsFailedError.of(failures, total=..., kept=...)``, which writes the
+    message naming every failed clip with its error and task id.
+    """
+
+    retryable = False
+
+    def __new__(cls, message: str, *, failures: list[ClipFailure], **_: Any):
+        return super().__new__(cls, message, [f.error for f in failures])
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failures: list[ClipFailure],
+        kept: list[int] | tuple[int, ...] = (),
+        total: int | None = None,
+        code: int | None = None,
+        http_status: int | None = None,
+        task_id: str | None = None,
+        **details: Any,
+    ) -> None:
+        # Not HailuoError.__init__: ExceptionGroup owns ``message`` (read-only) and args.
+        ExceptionGroup.__init__(self, message, [f.error for f in failures])
+        self.failures = list(failures)
+        self.kept = list(kept)
+        self.total = total
+        self.code = code
+        self.http_status = http_status
+        self.task_id = task_id if task_id is not None else self.representative.task_id
+        self.details = {"failures": self.failures, "kept": self.kept, "total": total,
+                        **details}
+
+    @classmethod
+    def of(cls, failures: list[ClipFailure], *, total: int | None = None,
+           kept: list[int] | tuple[int, ...] = ()) -> ClipsFailedError:
+        text = "; ".join(f.describe(total) for f in failures)
+        done = ", ".join(str(n) for n in kept) or "none"
+        return cls(f"{text}. Done and kept for a re-run: clips {done}.", failures=failures,
+                   kept=kept, total=total)
+
+    @property
+    def representative(self) -> ClipFailure:
+        """The failure that stands for the run (its exit code, its task id)."""
+        return min(self.failures, key=lambda f: (_rank(f.error), f.number))
+
+    def __str__(self) -> str:  # the message already names every clip's task id
+        return self.message
+
+
+class ResultMissingError(HailuoError):
+    """The provider says the task finished but gave no way to fetch the video (MiniMax
+    ``Success`` without ``file_id``, a file answer without ``download_url``, APIMart
+    ``completed`` without a URL). ``task_id`` is always set.
+
+    Retryable in the sense that asking again is free (a later status may carry the link);
+    never a reason to submit again: the task exists and may have been paid for.
+    """
+
+    retryable = True
+
+
+# -- hostile or broken answers (issue 13, part C) ---------------------------------------
+class ProviderAnswerError(HailuoError):
+    """An answer broke a rule that keeps us safe: an id unfit for a URL or a file name, a
+    status for another task, a body too large, too deep or undecodable, a download that
+    would go to a private address or inflate without bound. Not retryable unless a
+    subclass says so: a hostile answer is not a transient one."""
+
+
+class UnsafeIdError(ProviderAnswerError):
+    """A task id or file id that cannot be used as a URL segment or a file name.
+    ``raw_id`` (in ``details``) is the id as sent, truncated and made printable."""
+
+
+class TaskIdMismatchError(ProviderAnswerError):
+    """A status answer named another task than the one asked for; ``task_id`` is the one
+    asked for and ``answered_id`` (in ``details``) what came back, truncated."""
+
+
+class AnswerTooLargeError(ProviderAnswerError):
+    """A status answer (or callback body) beyond its size cap."""
+
+
+class UnreadableAnswerError(ProviderAnswerError):
+    """An answer that could not be decoded: not JSON, nested absurdly deep, broken
+    compression. Retryable for status calls: asking again is free."""
+
+    retryable = True
+
+
+class DownloadRefusedError(ProviderAnswerError):
+    """A download refused before or while it was written: a private, loopback or
+    link-local target, a redirect loop, more bytes than allowed, or a compressed body
+    inflating far beyond what came over the wire (a decompression bomb)."""
+
+
+class StatusDeadlineError(ProviderUnavailableError):
+    """A status call (or a file lookup) ran past its total wall-clock deadline, whatever
+    the server trickled meanwhile. Retryable: the next poll starts a fresh deadline."""
+
+
+class DownloadDeadlineError(DownloadError):
+    """A download ran past its total wall-clock deadline (trickled or stalled)."""

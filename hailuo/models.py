@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hailuo.capabilities import (
+    MAX_PROMPT_CHARS,
     Capability,
     Mode,
     Provider,
@@ -25,8 +26,8 @@ from hailuo.capabilities import (
     normalise_resolution,
 )
 from hailuo.errors import InvalidRequestError
+from hailuo.prompts import normalise_prompt
 
-MAX_PROMPT_CHARS = 2000
 DEFAULT_MODEL = "MiniMax-Hailuo-02"
 
 
@@ -115,8 +116,6 @@ class VideoRequest(BaseModel):
 
     def validate_for(self, provider: Provider | str) -> VideoRequest:
         """Check against the capability table; return a copy with defaults filled in."""
-        from hailuo.prompts import normalise_prompt  # prompts imports this module
-
         cap = self.capability(provider)
         if self.mode is Mode.TEXT_TO_VIDEO and not (self.prompt and self.prompt.strip()):
             raise InvalidRequestError("prompt is required for text-to-video", field="prompt")

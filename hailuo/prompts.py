@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hailuo.capabilities import MAX_PROMPT_CHARS
 from hailuo.errors import InvalidRequestError
-from hailuo.models import MAX_PROMPT_CHARS
 
 MAX_COMMANDS_PER_BRACKET = 3
 LONG_PROMPT_WARN_CHARS = 1500

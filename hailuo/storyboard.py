@@ -39,9 +39,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from hailuo.models import DEFAULT_MODEL, VideoRequest
 from hailuo.prompts import CameraCommand, PromptElements, _coerce_camera
 
-__all__ = ["Segment", "Shot", "Storyboard", "load_storyboard"]
+__all__ = ["CHAINED_PLACEHOLDER", "Segment", "Shot", "Storyboard", "load_storyboard"]
+
+#: Stands in for a chained clip's first frame while the whole film is validated and
+#: priced up front: the real image exists only once the previous clip does.
+CHAINED_PLACEHOLDER = "chained:last-frame-of-previous-clip"
 
 _REMOTE = re.compile(r"^(https?|s3|data):", re.IGNORECASE)
 
@@ -84,6 +89,20 @@ class Shot(BaseModel):
     duration: int | None = None
     resolution: str | None = None
 
+    def request(self, *, model: str, resolution: str | None, duration: int | None,
+                first_frame_image: str | None = None, **flags: Any) -> VideoRequest:
+        """This clip's request under the film's settings (``Storyboard.film_settings``):
+        the segment's own duration and resolution win. A chained clip's first frame is
+        ``CHAINED_PLACEHOLDER`` until the previous clip exists; ``first_frame_image``
+        replaces the planned one (a local copy of an s3:// keyframe, a checked path)."""
+        first = CHAINED_PLACEHOLDER if self.chained else (
+            first_frame_image or self.first_frame_image)
+        return VideoRequest(
+            model=model, prompt=self.prompt, first_frame_image=first,
+            last_frame_image=self.last_frame_image,
+            duration=self.duration if self.duration is not None else duration,
+            resolution=self.resolution or resolution, **flags)
+
     @property
     def first_frame_source(self) -> str | None:
         if self.chained:
@@ -121,6 +140,15 @@ class Storyboard(BaseModel):
     @property
     def slug(self) -> str:
         return _slug(self.title)
+
+    def film_settings(self, *, model: str | None = None, resolution: str | None = None,
+                      duration: int | None = None) -> dict[str, Any]:
+        """The film-wide model, resolution and duration, in the one precedence every entry
+        point uses: a segment's own values (``Shot.request``), then the storyboard's, then
+        the caller's (the command line, or the run's options)."""
+        return {"model": self.model or model or DEFAULT_MODEL,
+                "resolution": self.resolution or resolution,
+                "duration": self.duration if self.duration is not None else duration}
 
     @property
     def keyframes(self) -> list[str | None]:

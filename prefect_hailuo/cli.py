@@ -67,14 +67,21 @@ class BadInput(ValueError):
 
 
 def exit_code_for(exc: BaseException) -> int:
-    """The documented exit code for an exception raised by a command."""
+    """The documented exit code for an exception raised by a command.
+
+    Clips of a batch or film that failed (``ClipsFailedError``) exit with the code of the
+    representative clip's own error (see ``hailuo.errors._PRECEDENCE``): a timed-out clip
+    gives 5, and re-running resumes it."""
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
+    if isinstance(exc, errors.ClipsFailedError):
+        return exit_code_for(exc.representative.error)
     if isinstance(exc, errors.InvalidRequestError):
         # raised locally (no HTTP status) nothing was sent; from the API it is a refusal
         return EXIT_REFUSED if exc.http_status is not None else EXIT_BAD_INPUT
     table: list[tuple[type[BaseException], int]] = [
         (BadInput, EXIT_BAD_INPUT),
+        (errors.ConfigurationError, EXIT_BAD_INPUT),
         (errors.ContentRejectedError, EXIT_REFUSED),
         (errors.GenerationFailedError, EXIT_FAILED),
         (errors.TimedOutError, EXIT_TIMEOUT),
@@ -96,9 +103,11 @@ def exit_code_for(exc: BaseException) -> int:
 def error_line(exc: BaseException) -> str:
     """One line for stderr: what went wrong, and for a timeout how to resume."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, errors.TimedOutError):
+    # many clips failed: the hint of the clip whose error decides the exit code
+    decisive = exc.representative.error if isinstance(exc, errors.ClipsFailedError) else exc
+    if isinstance(decisive, errors.TimedOutError):
         text += "; run the same command again to resume waiting for it"
-    if isinstance(exc, errors.AmbiguousSubmitError):
+    if isinstance(decisive, errors.AmbiguousSubmitError):
         text += "; check the provider's console before submitting again"
     return f"hailuo: error: {text}"
 
@@ -165,15 +174,8 @@ def generate_request(args: argparse.Namespace) -> VideoRequest:
         prompt_optimizer=not args.no_prompt_optimizer, fast_pretreatment=args.fast,
         watermark=args.watermark)
     provider, validated = check_request(request, _providers_to_check(args))
-    if args.max_cost is not None:
-        cost = pricing.estimate(validated, provider)
-        if cost > Decimal(str(args.max_cost)):
-            raise BadInput(f"estimated cost ${cost} exceeds --max-cost ${args.max_cost}; "
-                           "nothing was submitted")
+    pricing.check_budget([validated], provider, args.max_cost, limit_name="--max-cost")
     return request
-
-
-CHAINED = "chained:last-frame-of-previous-clip"  # a first frame known only at run time
 
 
 def film_requests(path: str, *, chain_all: bool, model: str | None = None,
@@ -189,17 +191,13 @@ def film_requests(path: str, *, chain_all: bool, model: str | None = None,
         board = load_storyboard(path)
     except ValueError as exc:  # yaml/json errors are ValueErrors too, pydantic's as well
         raise BadInput(f"{Path(path).name}: {_first_error(exc)}") from None
+    settings = board.film_settings(model=model, resolution=resolution, duration=duration)
     requests = []
     for shot in board.shots(chain_all=chain_all):
-        first = CHAINED if shot.chained else check_image(shot.first_frame_image,
-                                                         f"segment {shot.index} first frame")
-        last = check_image(shot.last_frame_image, f"segment {shot.index} keyframe")
-        requests.append(VideoRequest(
-            model=board.model or model or DEFAULT_MODEL, prompt=shot.prompt,
-            duration=next((d for d in (shot.duration, board.duration, duration)
-                           if d is not None), None),
-            resolution=shot.resolution or board.resolution or resolution,
-            first_frame_image=first, last_frame_image=last))
+        first = None if shot.chained else check_image(shot.first_frame_image,
+                                                      f"segment {shot.index} first frame")
+        check_image(shot.last_frame_image, f"segment {shot.index} keyframe")
+        requests.append(shot.request(**settings, first_frame_image=first))
     return board, requests
 
 
@@ -211,19 +209,32 @@ def film_request_check(args: argparse.Namespace) -> dict[str, Any]:
     board, requests = film_requests(args.file, chain_all=args.command == "continuity",
                                     model=args.model, resolution=args.resolution,
                                     duration=args.duration)
-    providers = _providers_to_check(args)
-    total = Decimal("0")
-    for index, request in enumerate(requests, start=1):
-        try:
-            provider, validated = check_request(request, providers)
-        except InvalidRequestError as exc:
-            raise BadInput(f"segment {index}: {exc}") from None
-        total += pricing.estimate(validated, provider)
-    if args.max_cost is not None and total > Decimal(str(args.max_cost)):
-        raise BadInput(f"estimated cost ${total} for {len(requests)} clips exceeds "
-                       f"--max-cost ${args.max_cost}; nothing was submitted")
+    provider, validated = _film_provider(requests, _providers_to_check(args))
+    pricing.check_budget(validated, provider, args.max_cost, limit_name="--max-cost")
     return {"path": str(Path(args.file).resolve()), "clips": len(requests),
             "title": board.title}
+
+
+def _film_provider(requests: list[VideoRequest], providers: list[str]
+                   ) -> tuple[str, list[VideoRequest]]:
+    """The first provider that accepts every clip (a film runs on one credentials block),
+    with the validated requests; otherwise the first clip's error, naming its segment."""
+    first_error: BadInput | None = None
+    for provider in providers:
+        try:
+            return provider, [_validated_segment(i, r, provider)
+                              for i, r in enumerate(requests, start=1)]
+        except BadInput as exc:
+            first_error = first_error or exc
+    assert first_error is not None
+    raise first_error
+
+
+def _validated_segment(index: int, request: VideoRequest, provider: str) -> VideoRequest:
+    try:
+        return request.validate_for(provider)
+    except InvalidRequestError as exc:
+        raise BadInput(f"segment {index}: {exc}") from None
 
 
 # -- commands without Prefect ----------------------------------------------------------
@@ -405,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     prm.add_argument("--image-to-video", action="store_true")
     prm.add_argument("--json", action="store_true")
     prm.set_defaults(func=_prompt)
+
+    from prefect_hailuo import scaffold  # prefect.yaml and examples from the package data
+
+    ini = sub.add_parser("init", help="write prefect.yaml and examples/ into a folder, "
+                         "ready for `prefect deploy` (no clone needed)")
+    scaffold.add_arguments(ini)
+    ini.set_defaults(func=scaffold.command)
     return parser
 
 
@@ -415,9 +433,16 @@ def _fail(exc: BaseException, json_output: bool, code: int | None = None) -> int
     if json_output:
         doc: dict[str, Any] = {"ok": False, "exit_code": code, "error": type(exc).__name__,
                                "message": " ".join(str(exc).split())}
-        task_id = getattr(exc, "task_id", None)
+        task_id = getattr(exc, "task_id", None)  # a ClipsFailedError: the representative's
         if task_id:
             doc["task_id"] = task_id
+        if isinstance(exc, errors.ClipsFailedError):
+            doc["clips"] = [{"clip": f.number, "name": f.name,
+                             "error": type(f.error).__name__,
+                             "message": " ".join(str(f.error).split()),
+                             "task_id": f.task_id, "exit_code": exit_code_for(f.error)}
+                            for f in exc.failures]
+            doc["kept"] = exc.kept
         print(json.dumps(doc))
     return code
 

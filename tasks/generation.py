@@ -20,6 +20,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
 
+from hailuo import events
 from hailuo.callbacks import wait_with_callbacks
 from hailuo.errors import HailuoError, TimedOutError
 from hailuo.fingerprint import request_fingerprint
@@ -86,12 +87,15 @@ def submit_generation(
     logger = get_run_logger()
     ident = request_fingerprint(request, connection.provider, take)
     key = f"hailuo-{ident[:40]}-{resubmit_of or 0}"
+    events.emit(events.SUBMITTING, provider=connection.provider, model=request.model)
     with connection.client() as client:
         client.prepare(request)  # reject locally before taking a rate-limit slot
         take_submit_slot(SUBMIT_LIMIT_NAME)
         job = client.submit(request, idempotency_key=key, take=take)
     logger.info("submitted %s task %s (%s, %s)", connection.provider, job.task_id,
                 request.model, request.mode.value)
+    events.emit(events.SUBMITTED, task_id=job.task_id, provider=connection.provider,
+                model=request.model)
     return job
 
 
@@ -121,6 +125,8 @@ def wait_for_generation(job: Job, connection: HailuoConnection,
         if (current.status, progress) == (last["status"], last["progress"]):
             return
         logger.info("task %s: %s %s%%", current.task_id, current.status.value, progress)
+        events.emit(events.STATUS, task_id=current.task_id, status=current.status.value,
+                    progress=progress)
         description = f"Hailuo task {current.task_id} ({connection.provider}): " \
                       f"{current.status.value}"
         if artifact["id"] is None and not current.status.terminal:

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from hailuo import media
+from hailuo import events, media
 from hailuo.errors import InvalidVideoError
 from hailuo.models import DownloadedVideo, Job
 from prefect_hailuo.blocks.credentials import HailuoConnection
@@ -29,6 +29,7 @@ def download_video(job: Job, connection: HailuoConnection, output_dir: str = "ou
     it into place (the client does this), then writes the record.
     """
     logger = get_run_logger()
+    events.emit(events.DOWNLOADING, task_id=job.task_id)
     path = Path(output_dir) / f"{job.task_id}.mp4"
     record = _sidecar(path)
     if path.exists() and record.exists():
@@ -37,6 +38,8 @@ def download_video(job: Job, connection: HailuoConnection, output_dir: str = "ou
             if known.size == path.stat().st_size and media.sha256_file(path) == known.sha256:
                 media.probe(path)
                 logger.info("already downloaded and verified: %s", path)
+                events.emit(events.DOWNLOADED, task_id=job.task_id, path=str(path),
+                            reused=True)
                 return known.model_copy(update={"path": path})
         except (ValueError, InvalidVideoError):
             logger.warning("local copy of %s failed verification; downloading again", path)
@@ -44,6 +47,7 @@ def download_video(job: Job, connection: HailuoConnection, output_dir: str = "ou
         video = client.download(job, path)
     record.write_text(video.model_dump_json(indent=2))
     logger.info("downloaded %s (%d bytes, sha256 %s…)", path, video.size, video.sha256[:12])
+    events.emit(events.DOWNLOADED, task_id=job.task_id, path=str(path), reused=False)
     return video
 
 
@@ -60,9 +64,13 @@ def make_thumbnail(video_path: str, output_path: str | None = None, width: int =
 
     Kept when it is already there and newer than the video (a re-run decodes nothing);
     a re-downloaded video is newer, so its thumbnail is made again."""
+    events.emit(events.THUMBNAIL, video_path=video_path)
     video = Path(video_path)
     out = Path(output_path) if output_path else video.with_suffix(".thumb.jpg")
     if out.exists() and out.stat().st_size and out.stat().st_mtime_ns >= video.stat().st_mtime_ns:
+        events.emit(events.THUMBNAIL_DONE, path=str(out))
         return str(out)
-    return str(media.thumbnail(video, out, width=width))
+    made = str(media.thumbnail(video, out, width=width))
+    events.emit(events.THUMBNAIL_DONE, path=made)
+    return made
 

@@ -24,6 +24,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect_aws import S3Bucket
 from pydantic import BaseModel
 
+from hailuo import events
 from hailuo.models import DownloadedVideo
 
 #: Multipart above 16 MB in boto3's own 8 MB parts with its 10 threads: large files stream
@@ -82,6 +83,7 @@ def upload_to_s3(
     base = object_prefix("/".join(filter(None, [bucket_block.bucket_folder, prefix])),
                          provider, video.task_id)
     key = f"{base}/video.mp4"
+    events.emit(events.UPLOADING, path=str(video.path), bucket=bucket, key=key)
     skipped = _existing_sha(s3, bucket, key) == video.sha256
     if skipped:
         logger.info("s3://%s/%s already holds this video (sha256 matches); not uploading",
@@ -103,6 +105,7 @@ def upload_to_s3(
                   Body=json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
     url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
                                     ExpiresIn=presign_seconds)
+    events.emit(events.UPLOADED, uri=f"s3://{bucket}/{key}", skipped=skipped)
     return UploadedVideo(bucket=bucket, key=key, s3_uri=f"s3://{bucket}/{key}",
                          manifest_uri=f"s3://{bucket}/{manifest_key}", presigned_url=url,
                          thumbnail_uri=thumb_uri, thumbnail_url=thumb_url, skipped=skipped)
@@ -118,9 +121,11 @@ def fetch_input_image(uri: str, s3_bucket_block: str | None = None) -> str:
         return uri
     if not s3_bucket_block:
         raise ValueError(f"{uri} is an S3 URI: give s3_bucket_block for credentials")
+    events.emit(events.INPUT_FETCHING, uri=uri)
     parsed = urlparse(uri)
     s3 = S3Bucket.load(s3_bucket_block).credentials.get_s3_client()
     suffix = Path(parsed.path).suffix or ".img"
     out = Path(tempfile.mkdtemp(prefix="hailuo-in-")) / f"input{suffix}"
     s3.download_file(parsed.netloc, parsed.path.lstrip("/"), str(out))
+    events.emit(events.INPUT_FETCHED, uri=uri, path=str(out))
     return str(out)

@@ -16,7 +16,7 @@ happen when two processes race for the same slot; they are rare, and answered th
 
 One thread per process asks at a time (as Prefect's own acquisition service does), so a
 batch's many threads do not compete with each other. The ask itself is retried quickly
-when a SQLite-backed server is busy (see ``_increment_once``).
+when a SQLite-backed server is busy (see ``asking_client``).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import math
 import random
 import threading
 import time
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +34,10 @@ import httpx
 from prefect_hailuo.defaults import SUBMIT_LIMIT_NAME
 
 _ONE_AT_A_TIME = threading.Lock()
+
+#: Answers the caller handles itself, at once: 503 (a SQLite-backed server's database was
+#: busy: ask again after a short pause) and 423 (another process took the slot: read again).
+ANSWERED_HERE = frozenset({423, 503})
 
 
 def seconds_until_free(active_slots: int, limit: int, decay_per_second: float,
@@ -52,29 +57,50 @@ def seconds_until_free(active_slots: int, limit: int, decay_per_second: float,
     return max(0.0, (math.floor(leaked) + need) / decay_per_second - elapsed)
 
 
-def _increment_once(client: Any, name: str) -> None:
-    """One ask, without the Prefect client's own retry loop.
+def _fail_fast(response: httpx.Response) -> None:
+    """httpx response hook of the asking client: a busy or refused answer goes straight to
+    the caller as ``httpx.HTTPStatusError``.
+
+    The Prefect client retries only the exceptions and status codes it lists (its
+    ``_send_with_retry``); an exception raised by a response hook ends its ``send`` at
+    once, so it neither sleeps nor asks again.
+    """
+    if response.status_code in ANSWERED_HERE:
+        response.read()  # small JSON; lets the error carry its text
+        raise httpx.HTTPStatusError(
+            f"{response.status_code} from {response.request.method} {response.request.url}",
+            request=response.request, response=response)
+
+
+def asking_client(httpx_settings: dict[str, Any] | None = None) -> Any:
+    """The Prefect client the slot is asked with: one ask, no back-off on a busy server.
 
     A Prefect server on SQLite answers 503 ("database is locked") whenever another write
-    holds the database, which during a batch is much of the time. The Prefect client then
-    sleeps 2 s, 4 s, ... before asking again (and sleeps even when told to make no
-    retries), and every submit of the process queues behind that sleep. So the request is
-    sent on the client's own HTTP connection (its base URL and auth) without that loop,
-    and the caller retries a 503 after a short jittered pause. Anything unusual (no such
-    connection, a CSRF-protected server) takes the ordinary client path. A refused or failed
-    ask takes no slot; one whose answer is lost may have taken one, which only slows us.
+    holds the database, which during a batch is much of the time. The Prefect client
+    retries a 503 after sleeping 2 s, 4 s, ... (and sleeps even when
+    ``PREFECT_CLIENT_MAX_RETRIES=0``), and every submit of the process would queue behind
+    that sleep. ``PREFECT_CLIENT_RETRY_EXTRA_CODES`` can only add codes, not remove 503.
+    So this client is the ordinary one from the public ``get_client(httpx_settings=...)``
+    (same API URL, auth, CSRF handling, connection retries) with one httpx response hook,
+    ``_fail_fast``; the caller retries a 503 after a short jittered pause. A refused or
+    failed ask takes no slot; one whose answer is lost may have taken one, which only slows
+    us.
+
+    It is a client of its own (the run's shared client cannot take a hook), made once per
+    ``take_submit_slot`` and only when a slot is free: a new connection and, where CSRF
+    support is on, one token request, next to a submit's many API calls. Use it as a
+    context manager. ``httpx_settings`` are passed on (tests give a mock transport).
     """
-    body = {"names": [name], "slots": 1, "mode": "rate_limit"}
-    http = getattr(client, "_client", None)
-    if not isinstance(http, httpx.Client):
-        client.increment_concurrency_slots(**body)
-        return
-    response = httpx.Client.send(http, http.build_request(
-        "POST", "/v2/concurrency_limits/increment", json=body))
-    if response.status_code == 403:  # e.g. CSRF protection: the client knows the dance
-        client.increment_concurrency_slots(**body)
-        return
-    response.raise_for_status()
+    from prefect.client.orchestration import get_client
+
+    settings = {**(httpx_settings or {}), "event_hooks": {"response": [_fail_fast]}}
+    return get_client(sync_client=True, httpx_settings=settings)
+
+
+def _increment_once(client: Any, name: str) -> None:
+    """One ask through the public client call (with ``asking_client`` a 503 or 423 raises
+    ``httpx.HTTPStatusError`` at once)."""
+    client.increment_concurrency_slots(names=[name], slots=1, mode="rate_limit")
 
 
 def take_submit_slot(name: str = SUBMIT_LIMIT_NAME, *, max_wait_seconds: float = 3600.0,
@@ -89,7 +115,8 @@ def take_submit_slot(name: str = SUBMIT_LIMIT_NAME, *, max_wait_seconds: float =
     from prefect.exceptions import ObjectNotFound
 
     deadline = time.monotonic() + max_wait_seconds
-    with _ONE_AT_A_TIME, get_client(sync_client=True) as client:
+    with _ONE_AT_A_TIME, get_client(sync_client=True) as client, ExitStack() as later:
+        asking = None
         while True:
             try:
                 limit = client.read_global_concurrency_limit_by_name(name)
@@ -101,8 +128,10 @@ def take_submit_slot(name: str = SUBMIT_LIMIT_NAME, *, max_wait_seconds: float =
                                       limit.slot_decay_per_second, limit.updated,
                                       datetime.now(UTC))
             if wait == 0.0:
+                if asking is None:  # made only when there is something to ask
+                    asking = later.enter_context(asking_client())
                 try:
-                    _increment_once(client, name)
+                    _increment_once(asking, name)
                     return True
                 except httpx.HTTPStatusError as exc:
                     if exc.response.status_code == 503:

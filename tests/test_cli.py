@@ -104,7 +104,7 @@ def test_generate_json_is_one_document(sim, creds, api_url, tmp_path):
     assert doc["ok"] is True and doc["command"] == "generate"
     clip = doc["result"]
     assert media.sha256_file(Path(clip["local_path"])) == clip["sha256"]
-    assert clip["simulated"] is False and clip["provider"] == "apimart"
+    assert clip["simulated"] is True and clip["provider"] == "apimart"
     assert not [line for line in proc.stderr.splitlines() if line.startswith("[")]
 
 

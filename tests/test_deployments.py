@@ -320,7 +320,7 @@ def test_worker_runs_text_to_video_deployment_into_s3(deployed, sim, bucket_bloc
     body = s3.get_object(Bucket=BUCKET, Key=video_key)["Body"].read()
     manifest = json.loads(s3.get_object(Bucket=BUCKET, Key=manifest_key)["Body"].read())
     assert hashlib.sha256(body).hexdigest() == manifest["sha256"]
-    assert manifest["prefect_flow_run_id"] == run_id and manifest["simulated"] is False
+    assert manifest["prefect_flow_run_id"] == run_id and manifest["simulated"] is True
     local = out / "from-s3.mp4"
     local.write_bytes(body)
     info = media.probe(local)

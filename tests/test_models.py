@@ -93,6 +93,43 @@ def test_prices():
     assert "assumed" in quote.basis
 
 
+def test_price_rows_name_their_source_and_date():
+    for row in pricing.PRICES:
+        assert row.source and len(row.checked) == 7, row
+
+
+@pytest.mark.parametrize("model,resolution,duration,provider,at_least", [
+    # published MiniMax prices the old table undercut (0.48, 0.40 and 0.24 before)
+    ("MiniMax-Hailuo-2.3", "1080p", 6, "minimax", "0.49"),
+    ("MiniMax-Hailuo-02", "512p", 10, "minimax", "0.56"),
+    ("MiniMax-Hailuo-2.3", "768p", 6, "minimax", "0.28"),
+    ("MiniMax-Hailuo-2.3", "1080p", 6, "apimart", "0.48"),
+])
+def test_estimates_never_undercut_a_published_price(model, resolution, duration, provider,
+                                                     at_least, tmp_path):
+    image = None if (model, resolution) == ("MiniMax-Hailuo-02", "1080p") else str(
+        make_png(tmp_path / "f.png"))
+    request = VideoRequest(model=model, prompt="p", resolution=resolution, duration=duration,
+                           first_frame_image=image)
+    assert pricing.estimate(request, provider) >= Decimal(at_least)
+
+
+def test_every_capability_gets_a_priced_estimate_with_its_basis():
+    from hailuo.capabilities import CAPABILITIES, Mode
+
+    images = {Mode.TEXT_TO_VIDEO: {}, Mode.IMAGE_TO_VIDEO: {"first_frame_image": "https://x/a"},
+              Mode.FIRST_LAST_FRAME: {"first_frame_image": "https://x/a",
+                                      "last_frame_image": "https://x/b"},
+              Mode.SUBJECT_REFERENCE: {"subject_reference": "https://x/s"}}
+    for cap in CAPABILITIES:
+        for resolution, durations in (cap.options or {None: (None,)}).items():
+            for duration in durations:
+                request = VideoRequest(model=cap.model, prompt="p", resolution=resolution,
+                                       duration=duration, **images[cap.mode])
+                quote = pricing.quote(request, cap.provider)
+                assert quote.usd > 0 and quote.basis, (cap, resolution, duration)
+
+
 def test_fingerprint_uses_image_content_not_path(tmp_path):
     a = make_png(tmp_path / "a.png")
     b = tmp_path / "copy.png"

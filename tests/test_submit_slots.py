@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -82,9 +83,7 @@ def test_waiting_past_the_deadline_takes_nothing(prefect_harness):
         client.delete_global_concurrency_limit_by_name(name)
 
 
-def test_a_client_without_its_own_connection_takes_the_ordinary_path():
-    """``_increment_once`` leans on the Prefect client's ``_client``; without it (a future
-    Prefect), the public call is used, with its own retries."""
+def test_the_ask_is_the_public_increment_call():
     from prefect_hailuo.tasks.submit_slots import _increment_once
 
     calls: list[dict] = []
@@ -95,3 +94,75 @@ def test_a_client_without_its_own_connection_takes_the_ordinary_path():
 
     _increment_once(PublicOnly(), "hailuo-submit")
     assert calls == [{"names": ["hailuo-submit"], "slots": 1, "mode": "rate_limit"}]
+
+
+UPGRADE = "Prefect upgrade changed {what}: update asking_client in tasks/submit_slots.py"
+
+
+@pytest.mark.parametrize("status", [503, 423, 200])
+def test_a_busy_or_refused_ask_is_asked_once_and_never_slept_on(status, monkeypatch):
+    """What ``asking_client`` relies on, checked against the installed Prefect: its public
+    ``get_client(httpx_settings=...)`` passes an httpx response hook through, and an
+    exception from that hook leaves the client's retry loop at once (no 2 s back-off)."""
+    import time
+
+    import httpx
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from prefect_hailuo.tasks.submit_slots import _increment_once, asking_client
+
+    asks: list[tuple[str, dict]] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/csrf-token"):
+            return httpx.Response(422, json={"detail": "CSRF protection is disabled."})
+        asks.append((request.url.path, json.loads(request.content)))
+        return httpx.Response(status, json={"detail": "busy" if status == 503 else "full"})
+
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    with temporary_settings({PREFECT_API_URL: "http://prefect.invalid/api"}), \
+            asking_client({"transport": httpx.MockTransport(answer)}) as client:
+        if status == 200:
+            _increment_once(client, "hailuo-submit")
+        else:
+            with pytest.raises(httpx.HTTPStatusError) as caught:
+                _increment_once(client, "hailuo-submit")
+            assert caught.value.response.status_code == status, UPGRADE.format(
+                what=f"the error a hook raises on a {status} (now {caught.value!r})")
+    assert not slept, UPGRADE.format(what=f"its retry loop: it slept {slept} on a {status}")
+    assert len(asks) == 1, UPGRADE.format(what=f"its retry loop: {len(asks)} asks on a "
+                                          f"{status}, or no ask through the hooked client")
+    assert asks[0] == ("/api/v2/concurrency_limits/increment",
+                       {"names": ["hailuo-submit"], "slots": 1, "mode": "rate_limit"}), \
+        UPGRADE.format(what=f"the increment route or body: {asks[0]}")
+
+
+@pytest.mark.prefect
+def test_a_full_limit_refuses_the_ask_at_once_on_a_real_server(prefect_harness):
+    """The route and body on a real server: the first ask takes the slot, the next is
+    refused (423) straight away, whatever ``PREFECT_CLIENT_RETRY_EXTRA_CODES`` says."""
+    import time
+
+    import httpx
+    from prefect import get_client
+    from prefect.settings import PREFECT_CLIENT_RETRY_EXTRA_CODES, temporary_settings
+
+    from prefect_hailuo.tasks.submit_slots import _increment_once, asking_client
+
+    name = "hailuo-submit-test-refusal"
+    with get_client(sync_client=True) as client:
+        client.upsert_global_concurrency_limit_by_name(name, 1, slot_decay_per_second=0.01)
+        try:
+            with temporary_settings({PREFECT_CLIENT_RETRY_EXTRA_CODES: {423}}), \
+                    asking_client() as asking:
+                _increment_once(asking, name)
+                assert client.read_global_concurrency_limit_by_name(name).active_slots == 1
+                started = time.monotonic()
+                with pytest.raises(httpx.HTTPStatusError) as caught:
+                    _increment_once(asking, name)
+                assert caught.value.response.status_code == 423
+                assert time.monotonic() - started < 1.0, UPGRADE.format(
+                    what="its retry loop: a refused ask was slept on")
+        finally:
+            client.delete_global_concurrency_limit_by_name(name)

@@ -9,6 +9,7 @@ their client themselves.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 from collections import OrderedDict
@@ -109,13 +110,28 @@ class HailuoCredentials(Block):
 
 
 EMBEDDED_KEY = "embedded-simulator-key"
+#: The account of the embedded simulator (it has no real key).
+SIMULATOR_ACCOUNT = "acct-simulator"
+#: Fixed salt of the account hash: the hash identifies a key without being a plain
+#: sha256 of it (which could be looked up against a list of leaked keys).
+_ACCOUNT_SALT = b"prefect-hailuo/account/v1\x00"
+
+
+def account_of(key: SecretStr | str) -> str:
+    """Which account a key submits on, for cache keys: ``acct-`` + 16 hex digits of
+    sha256(salt + key). Never the key, and not reversible to it."""
+    raw = key.get_secret_value() if isinstance(key, SecretStr) else key
+    digest = hashlib.sha256(_ACCOUNT_SALT + raw.encode()).hexdigest()
+    return f"acct-{digest[:16]}"
 
 
 class HailuoConnection(BaseModel):
     """What tasks receive instead of a client or a key: enough to build a client.
 
     It is hashable plain data (so it can sit in task inputs and cache keys) and holds no
-    secret: the key is loaded from the named block inside ``client()``.
+    secret: the key is loaded from the named block inside ``client()``. ``account`` (a
+    salted hash of the key, computed by ``resolve_connection``) is part of the submit
+    cache key, so a run with another key never receives a task that key cannot see.
     """
 
     credentials_block: str = Field(
@@ -123,6 +139,9 @@ class HailuoConnection(BaseModel):
         "simulator.")
     provider: Provider = Provider.APIMART
     base_url: str
+    account: str | None = Field(
+        None, description="Salted hash of the API key (never the key), set when the "
+        "connection is resolved; computed from the block when missing.")
 
     @property
     def simulated(self) -> bool:
@@ -130,10 +149,27 @@ class HailuoConnection(BaseModel):
         points at a simulator is recognised from its answers (``Job.simulated``)."""
         return self.credentials_block == SIMULATOR
 
+    def account_id(self) -> str:
+        """``account``, or (for a connection built by hand) the hash of the block's key."""
+        if self.account:
+            return self.account
+        if self.credentials_block == SIMULATOR:
+            return SIMULATOR_ACCOUNT
+        creds = _credentials_for_this_run(self.credentials_block)
+        return account_of(creds.api_key or creds._key())
+
     def client(self) -> HailuoClient:
         if self.credentials_block == SIMULATOR:
             return HailuoClient(self.provider, api_key=EMBEDDED_KEY, base_url=self.base_url)
         creds = _credentials_for_this_run(self.credentials_block)
+        if self.account and creds.api_key is not None \
+                and account_of(creds.api_key) != self.account:
+            # Tasks were keyed on the account resolved at the start of the run: a client
+            # with another key would pay for (or look up) tasks under the wrong account.
+            raise ConfigurationError(
+                f"the API key of credentials block {self.credentials_block!r} changed "
+                "during this run; run the flow again to use the new key",
+                field="credentials_block")
         return creds.model_copy(update={"base_url": self.base_url}).get_client()
 
 
@@ -195,14 +231,25 @@ def resolve_connection(credentials_block: str | None,
         from hailuo.simulator.embedded import embedded_simulator
 
         return HailuoConnection(credentials_block=SIMULATOR, provider=Provider(provider),
-                                base_url=embedded_simulator().base_url)
+                                base_url=embedded_simulator().base_url,
+                                account=SIMULATOR_ACCOUNT)
     try:
-        creds = HailuoCredentials.load(name)
+        # The block and its key, loaded once for this flow run (the tasks reuse them):
+        # a missing Secret block or an empty key is found here, before anything is paid.
+        creds = _credentials_for_this_run(name)
     except ValueError:
         raise ConfigurationError(
             f"no HailuoCredentials block named {name!r} on the Prefect server: create it "
             f"with `python -m prefect_hailuo.deployments.setup --credentials-block {name}` "
             "or in the UI", field="credentials_block") from None
+    except AuthenticationError as exc:
+        raise ConfigurationError(f"credentials block {name!r}: {exc.message}",
+                                 field="credentials_block") from None
+    key = creds.api_key.get_secret_value() if creds.api_key is not None else ""
+    if not key.strip():
+        raise ConfigurationError(
+            f"credentials block {name!r}: the API key is empty (check its api_key or the "
+            f"Secret block {creds.api_key_secret_block!r})", field="credentials_block")
     base_url = creds.base_url or DEFAULT_BASE_URLS[creds.provider]  # type: ignore[index]
     return HailuoConnection(credentials_block=name, provider=creds.provider,
-                            base_url=base_url.rstrip("/"))
+                            base_url=base_url.rstrip("/"), account=account_of(key))

@@ -9,8 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from hailuo.errors import ClipFailure, ClipsFailedError
-from hailuo.pricing import check_budget
-from prefect_hailuo.blocks.credentials import HailuoConnection, resolve_connection
+from prefect_hailuo.blocks.credentials import HailuoConnection
 from prefect_hailuo.flows.models import (
     BatchResult,
     ClipResult,
@@ -18,7 +17,8 @@ from prefect_hailuo.flows.models import (
     Destination,
     GenerationOptions,
 )
-from prefect_hailuo.flows.pipeline import publish_artifacts, resolve_inputs, run_clip
+from prefect_hailuo.flows.pipeline import publish_artifacts, run_clip
+from prefect_hailuo.flows.preflight import prepare_clips
 
 
 @task(name="generate-clip", cache_policy=NO_CACHE, task_run_name="clip-{index}")
@@ -42,18 +42,18 @@ def generate_batch(
     At most ``max_concurrency`` clips are in flight; each submit first takes a slot of the
     ``hailuo-submit`` global rate limit when it exists (see deployments/setup.py), so any
     number of workers together respect the provider's requests-per-minute. Every clip is
-    validated and the whole batch's cost checked before the first submit. One clip failing
+    validated and the whole batch's cost checked before the first submit, with the
+    credentials, output folder, bucket and every input image (flows/preflight.py). Two
+    clips that are the same request (differing only in ``name``) are refused up front:
+    give one of them ``take: 2`` for a second, separately paid version. One clip failing
     does not stop the others; the run fails at the end with a ``ClipsFailedError`` that
     holds each failed clip's own typed error and task id (or, with ``allow_failures``,
     returns them in the result as text), and a re-run only redoes what did not finish.
     """
     logger = get_run_logger()
-    connection = resolve_connection(credentials_block, options.provider)
-    specs = [resolve_inputs(s, destination) for s in clips]
     named = [s if s.name else s.model_copy(update={"name": f"clip-{i + 1:03d}"})
-             for i, s in enumerate(specs)]
-    check_budget([s.to_request(options) for s in named], connection.provider,
-                 options.max_cost_usd)
+             for i, s in enumerate(clips)]
+    connection, named = prepare_clips(named, options, destination, credentials_block)
     results: list[ClipResult] = []
     failures: list[ClipFailure] = []
     kept: list[int] = []

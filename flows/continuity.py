@@ -32,12 +32,12 @@ from pydantic import BaseModel, Field
 from hailuo import media
 from hailuo.errors import ClipFailure, ClipsFailedError
 from hailuo.models import DownloadedVideo, utcnow
-from hailuo.pricing import check_budget
 from hailuo.stitch import StitchResult
 from hailuo.storyboard import Shot, Storyboard, load_storyboard
-from prefect_hailuo.blocks.credentials import HailuoConnection, resolve_connection
+from prefect_hailuo.blocks.credentials import HailuoConnection
 from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
-from prefect_hailuo.flows.pipeline import publish_artifacts, resolve_inputs, run_clip
+from prefect_hailuo.flows.pipeline import publish_artifacts, run_clip
+from prefect_hailuo.flows.preflight import film_spec, prepare_film
 from prefect_hailuo.tasks.media import extract_last_frame
 from prefect_hailuo.tasks.stitching import (
     make_contact_sheet,
@@ -45,7 +45,7 @@ from prefect_hailuo.tasks.stitching import (
     stitch_clips,
     upload_still,
 )
-from prefect_hailuo.tasks.storage import fetch_input_image, upload_to_s3
+from prefect_hailuo.tasks.storage import upload_to_s3
 
 FilmMode = Literal["continuity", "storyboard"]
 
@@ -90,9 +90,7 @@ class ChainOutcome:
 
 
 def _spec(shot: Shot, first_frame_image: str | None) -> ClipSpec:
-    return ClipSpec(name=shot.name, prompt=shot.prompt, first_frame_image=first_frame_image,
-                    last_frame_image=shot.last_frame_image, duration=shot.duration,
-                    resolution=shot.resolution)
+    return film_spec(shot, first_frame_image)
 
 
 @task(name="generate-chain", cache_policy=NO_CACHE, task_run_name="clips-{label}")
@@ -127,16 +125,6 @@ def chains(shots: list[Shot]) -> list[list[Shot]]:
         else:
             groups.append([shot])
     return groups
-
-
-def _fetch_remote(shots: list[Shot], destination: Destination) -> list[Shot]:
-    """s3:// keyframes become local files once, before anything is priced or submitted."""
-    fetched = []
-    for shot in shots:
-        spec = resolve_inputs(_spec(shot, shot.first_frame_image), destination)
-        fetched.append(shot.model_copy(update={"first_frame_image": spec.first_frame_image,
-                                               "last_frame_image": spec.last_frame_image}))
-    return fetched
 
 
 def _simulated(connection: HailuoConnection, clips: list[ClipResult]) -> bool:
@@ -218,21 +206,20 @@ def make_film(source: Storyboard | str, *, mode: FilmMode, options: GenerationOp
               max_concurrency: int = 8) -> FilmResult:
     """Plan, price, generate (chains in parallel), stitch, upload and describe a film.
 
-    Must run inside a flow. Fails after generating everything it could, naming each
+    Must run inside a flow. Everything that could fail later (credentials, output folder,
+    bucket, keyframes, audio, requests, budget) is checked before the first submit
+    (flows/preflight.py). Fails after generating everything it could, naming each
     failed clip; the clips that finished are reused by a re-run.
     """
     logger = get_run_logger()
     board = load_storyboard(source)
     options = options.model_copy(update=board.film_settings(
         model=options.model, resolution=options.resolution, duration=options.duration))
-    connection = resolve_connection(credentials_block, options.provider)
-    shots = _fetch_remote(board.shots(chain_all=mode == "continuity"), destination)
-    check_budget([s.request(model=options.model, resolution=options.resolution,
-                            duration=options.duration) for s in shots],
-                 connection.provider, options.max_cost_usd)
+    ready, shots = prepare_film(board.shots(chain_all=mode == "continuity"), board.audio,
+                                options, destination, credentials_block)
+    connection, audio = ready.connection, ready.audio
     if len({s.resolution or options.resolution for s in shots}) > 1:
         logger.warning("segments ask for different resolutions: stitching will re-encode")
-    audio = fetch_input_image(board.audio, destination.s3_bucket_block) if board.audio else None
 
     groups = chains(shots)
     outcomes: list[ChainOutcome] = []

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from prefect import flow
 
-from hailuo.pricing import check_budget
+from hailuo.errors import InvalidRequestError
 from hailuo.prompts import PromptElements
-from prefect_hailuo.blocks.credentials import resolve_connection
 from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
-from prefect_hailuo.flows.pipeline import publish_artifacts, resolve_inputs, run_clip
+from prefect_hailuo.flows.pipeline import publish_artifacts, run_clip
+from prefect_hailuo.flows.preflight import prepare_clips
 
 
 def _one_clip(spec: ClipSpec, options: GenerationOptions, destination: Destination,
               credentials_block: str | None, title: str) -> ClipResult:
-    connection = resolve_connection(credentials_block, options.provider)
-    spec = resolve_inputs(spec, destination)
-    check_budget([spec.to_request(options)], connection.provider, options.max_cost_usd)
+    # Credentials, output folder, bucket, inputs, request and budget: all checked before
+    # the submit (flows/preflight.py).
+    connection, [spec] = prepare_clips([spec], options, destination, credentials_block)
     result = run_clip(spec, connection, options, destination)
     publish_artifacts([result], title)
     return result
@@ -59,8 +59,9 @@ def image_to_video(
         first_frame_image: a local path, an https URL or an s3:// URI (read with the
             destination's bucket block credentials).
     """
-    return _one_clip(ClipSpec(prompt=prompt, first_frame_image=first_frame_image), options,
-                     destination, credentials_block, "image-to-video")
+    spec = ClipSpec(prompt=prompt, first_frame_image=first_frame_image)
+    _required(spec, "first_frame_image")
+    return _one_clip(spec, options, destination, credentials_block, "image-to-video")
 
 
 @flow(name="hailuo-first-last-frame", log_prints=True)
@@ -74,6 +75,15 @@ def first_last_frame(
 ) -> ClipResult:
     """A transition between two images (MiniMax-Hailuo-02 only); the last image is cropped
     to the first's aspect ratio by the provider."""
-    return _one_clip(ClipSpec(prompt=prompt, first_frame_image=first_frame_image,
-                              last_frame_image=last_frame_image), options, destination,
-                     credentials_block, "first-last-frame")
+    spec = ClipSpec(prompt=prompt, first_frame_image=first_frame_image,
+                    last_frame_image=last_frame_image)
+    _required(spec, "first_frame_image", "last_frame_image")
+    return _one_clip(spec, options, destination, credentials_block, "first-last-frame")
+
+
+def _required(spec: ClipSpec, *fields: str) -> None:
+    """An empty image parameter is "not set", and these flows need theirs."""
+    for name in fields:
+        if not getattr(spec, name):
+            raise InvalidRequestError(f"{name} is required (a local path, an https URL or an "
+                                      "s3:// URI)", field=name)

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from hailuo.capabilities import Provider
 from hailuo.models import DEFAULT_MODEL, VideoRequest
+
+
+def blank_to_none(value: Any) -> Any:
+    """An empty (or blank) text parameter means "not set": the Prefect UI and deployment
+    parameters send "" for a field the user cleared, and "" must never reach a block
+    lookup, a file path or a URL as if it were a value."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
 
 
 class Destination(BaseModel):
@@ -19,6 +28,17 @@ class Destination(BaseModel):
     s3_prefix: str = Field("hailuo", description="Key prefix inside the bucket.")
     presign_seconds: int = Field(86400, ge=60, le=604800,
                                  description="Lifetime of the presigned URLs returned.")
+
+    @field_validator("s3_bucket_block", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        value = blank_to_none(value)
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("output_dir", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        return "out" if blank_to_none(value) is None else value
 
 
 class GenerationOptions(BaseModel):
@@ -49,6 +69,17 @@ class GenerationOptions(BaseModel):
         Provider.APIMART, description="Dialect of the embedded simulator when no credentials block "
         "is given (a credentials block sets its own provider).")
 
+    @field_validator("duration", "resolution", "max_cost_usd", "callback_public_url",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return blank_to_none(value)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _empty_is_default(cls, value: Any) -> Any:
+        return DEFAULT_MODEL if blank_to_none(value) is None else value
+
 
 class ClipSpec(BaseModel):
     """One clip of a batch."""
@@ -62,6 +93,13 @@ class ClipSpec(BaseModel):
     duration: int | None = Field(None, description="Overrides the run's duration.")
     resolution: str | None = Field(None, description="Overrides the run's resolution.")
     take: int | None = Field(None, ge=1, description="Overrides the run's take number.")
+
+    @field_validator("name", "prompt", "first_frame_image", "last_frame_image",
+                     "subject_reference", "model", "duration", "resolution", "take",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return blank_to_none(value)
 
     def to_request(self, options: GenerationOptions) -> VideoRequest:
         return VideoRequest(

@@ -45,6 +45,8 @@ def _submit(request: VideoRequest, connection: HailuoConnection, take: int,
     """Submit in its own EAGER transaction: its result (the paid task id) is persisted the
     moment the task finishes, even when run_clip runs inside another task (a batch or a
     chain) that later fails or is killed — nested results otherwise wait for the outer task.
+    The task's own transaction holds the submit lock (tasks/submit_lock.py) from before it
+    looks for a cached task id until that id is persisted.
     """
     with transaction(commit_mode=CommitMode.EAGER):
         return submit_generation(request, connection, take=take, resubmit_of=resubmit_of,

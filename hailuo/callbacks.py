@@ -19,16 +19,28 @@ What it speaks (``api-contract.md`` sections 1 and 2):
 * APIMart POSTs to ``<webhook>/callback`` a body identical to ``GET /v1/tasks/{id}``,
   retrying on 5xx / no answer and stopping on 4xx, so unknown task ids get a 200.
 
-Security: an optional shared ``token`` query parameter (compared in constant time); bodies
-are size-limited and never logged; the token is never logged either.
+Security (a callback URL is public and anyone may POST to it):
+
+* a shared ``token`` query parameter, random by default (``url_for`` carries it; compared
+  in constant time; never logged). ``insecure_no_token=True`` turns it off, e.g. behind a
+  proxy that authenticates;
+* bodies are size-limited and never logged; task ids must be safe ids (``hailuo.ids``);
+* at most ``max_connections`` open connections, each closed after
+  ``connection_max_seconds`` whatever it is doing (a trickling client cannot pin a thread);
+* wake-ups caused by unparseable callbacks are rate-limited per task;
+* duplicates are judged on the body's content, and a status that the client's own poll
+  contradicts is forgotten (``confirm``): a forged early "completed" cannot make the real
+  one be dropped as its duplicate.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import json
 import logging
+import secrets
 import socket
 import threading
 import time
@@ -38,8 +50,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from hailuo import errors
+from hailuo import errors, redact
 from hailuo.capabilities import Provider
+from hailuo.ids import is_safe_id
 from hailuo.models import Job
 from hailuo.providers import dialect_for
 
@@ -47,6 +60,7 @@ if TYPE_CHECKING:
     from hailuo.client import HailuoClient
 
 log = logging.getLogger("hailuo.callbacks")
+log.addFilter(redact.LogScrubber())
 
 #: Largest callback body accepted. Real ones are well under 2 KB.
 DEFAULT_MAX_BODY = 64 * 1024
@@ -67,6 +81,30 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True  # never block shutdown on a slow or idle client
     request_queue_size = 128  # the stdlib's 5 resets connections under a burst of callbacks
     receiver: CallbackReceiver
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, but never more than ``max_connections`` at once:
+        beyond that a connection gets a 503 (providers retry) and is closed."""
+        slots = self.receiver._slots
+        if not slots.acquire(blocking=False):
+            self.receiver._count("refused_connections")
+            with contextlib.suppress(OSError):
+                request.settimeout(0.2)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                b"Retry-After: 1\r\nConnection: close\r\n\r\n")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.receiver._slots.release()
 
 
 class _Server6(_Server):
@@ -130,11 +168,22 @@ class CallbackReceiver:
         connection_timeout: float = 15.0,
         remember_unknown: int = 256,
         renudge: Iterable[float] = (1.0, 3.0),
+        insecure_no_token: bool = False,
+        max_connections: int = 64,
+        connection_max_seconds: float = 60.0,
+        unparseable_wake_interval: float = 2.0,
     ) -> None:
         self.host = host
         self.port = port
         self.path = "/" + path.strip("/") if path.strip("/") else ""
-        self.token = token or None
+        # A random token unless one is given or explicitly refused: an open callback URL
+        # lets anyone wake (and so poll) our waits.
+        self.token = token or (None if insecure_no_token else secrets.token_urlsafe(24))
+        self.max_connections = max_connections
+        self.connection_max_seconds = connection_max_seconds
+        self.unparseable_wake_interval = unparseable_wake_interval
+        self._slots = threading.BoundedSemaphore(max(1, max_connections))
+        self._unparseable_woken: dict[str, float] = {}
         self.provider = Provider(provider) if provider is not None else None
         self.public_url = public_url.rstrip("/") if public_url else None
         self.max_body = max_body
@@ -147,10 +196,13 @@ class CallbackReceiver:
         self._timers: dict[str, list[threading.Timer]] = {}
         # Dedupe memory and callbacks that arrived before ``register`` (a fast task can
         # report before the submitting code has registered its id). Both are bounded.
-        self._seen: OrderedDict[str, set[str]] = OrderedDict()
+        # Dedupe memory: task id -> {(status, body digest): status}.
+        self._seen: OrderedDict[str, dict[tuple[str, str], Any]] = OrderedDict()
         self._early: OrderedDict[str, Job] = OrderedDict()
         self._stats = {"received": 0, "duplicates": 0, "ignored_unknown": 0, "rejected": 0,
-                       "challenges": 0, "woken": 0}
+                       "challenges": 0, "woken": 0, "unparseable": 0,
+                       "unparseable_not_woken": 0, "refused_connections": 0,
+                       "forgotten_unconfirmed": 0}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -243,6 +295,7 @@ class CallbackReceiver:
         with self._lock:
             self._events.pop(task_id, None)
             self._latest.pop(task_id, None)
+            self._unparseable_woken.pop(task_id, None)
             timers = self._timers.pop(task_id, [])
         for timer in timers:
             timer.cancel()
@@ -258,9 +311,28 @@ class CallbackReceiver:
 
     def stats(self) -> dict[str, int]:
         """Counters: received (parsed status bodies), duplicates, ignored_unknown,
-        rejected (4xx answers), challenges (MiniMax handshakes), woken (events set)."""
+        rejected (4xx answers), challenges (MiniMax handshakes), woken (events set),
+        unparseable (and unparseable_not_woken: rate-limited), refused_connections
+        (over ``max_connections``), forgotten_unconfirmed (callbacks a poll contradicted)."""
         with self._lock:
             return dict(self._stats)
+
+    def confirm(self, job: Job) -> None:
+        """What the client's own status poll showed for ``job.task_id``.
+
+        Callbacks that claimed another status were not confirmed - late, early or forged
+        - and are forgotten: the genuine callback of that status, when it comes, is not
+        dropped as their duplicate and wakes the wait. The hint (``latest``) becomes the
+        polled job."""
+        with self._lock:
+            seen = self._seen.get(job.task_id)
+            if seen:
+                for key, status in list(seen.items()):
+                    if status is not job.status:
+                        del seen[key]
+                        self._stats["forgotten_unconfirmed"] += 1
+            if job.task_id in self._events:
+                self._latest[job.task_id] = job
 
     # ------------------------------------------------------------------ handling
     def _count(self, name: str) -> None:
@@ -295,28 +367,49 @@ class CallbackReceiver:
         task_id = _task_id_of(body) or (hinted[0] if hinted else "")
         if not task_id:
             return 400, {"error": "no task id"}
+        if not is_safe_id(task_id):
+            return 400, {"error": "not a valid task id"}
         try:
             job = dialect_for(provider).parse_status(task_id, 200, body, None)
-        except (errors.HailuoError, ValueError, TypeError, AttributeError) as exc:
-            # Unparseable for us, but the task may still have changed: let its wait re-poll.
+            if job.task_id != task_id:
+                raise errors.TaskIdMismatchError("the body names two task ids")
+        except (errors.HailuoError, ValueError, TypeError, AttributeError, KeyError,
+                IndexError, RecursionError) as exc:
+            # Unparseable for us, but the task may still have changed: let its wait re-poll
+            # - at most once per ``unparseable_wake_interval``, so a flood of junk cannot
+            # turn into a flood of status calls.
+            self._count("unparseable")
             log.warning("unparseable %s callback for task %s: %s", provider.value, task_id,
                         type(exc).__name__)
-            self._wake(task_id, terminal=False)
+            if self._may_wake_unparseable(task_id):
+                self._wake(task_id, terminal=False)
             return 400, {"error": "unparseable status body"}
-        return 200, self._accept(job)
+        return 200, self._accept(job, _digest(body))
 
-    def _accept(self, job: Job) -> dict[str, Any]:
-        key = job.status.value
+    def _may_wake_unparseable(self, task_id: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if task_id not in self._events:
+                return False
+            last = self._unparseable_woken.get(task_id)
+            if last is not None and now - last < self.unparseable_wake_interval:
+                self._stats["unparseable_not_woken"] += 1
+                return False
+            self._unparseable_woken[task_id] = now
+            return True
+
+    def _accept(self, job: Job, digest: str = "") -> dict[str, Any]:
+        key = (job.status.value, digest)
         with self._lock:
             self._stats["received"] += 1
-            seen = self._seen.setdefault(job.task_id, set())
+            seen = self._seen.setdefault(job.task_id, {})
             self._seen.move_to_end(job.task_id)
             while len(self._seen) > max(4096, 4 * self.remember_unknown):
                 self._seen.popitem(last=False)
             if key in seen:
                 self._stats["duplicates"] += 1
                 return {"ok": True, "duplicate": True}
-            seen.add(key)
+            seen[key] = job.status
             if job.task_id not in self._events:
                 self._stats["ignored_unknown"] += 1
                 if self.remember_unknown > 0:
@@ -330,7 +423,7 @@ class CallbackReceiver:
             # Out of order ("processing" after "success"): keep the terminal status.
             if previous is None or not previous.status.terminal or job.status.terminal:
                 self._latest[job.task_id] = job
-        log.info("callback: task %s is %s", job.task_id, key)
+        log.info("callback: task %s is %s", job.task_id, job.status.value)
         self._wake(job.task_id, terminal=job.status.terminal)
         return {"ok": True}
 
@@ -356,6 +449,15 @@ class CallbackReceiver:
                 event.set()
 
 
+def _digest(body: Any) -> str:
+    """A short digest of a callback body's content (key order ignored)."""
+    try:
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(body)
+    return hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:24]
+
+
 def _make_handler(receiver: CallbackReceiver) -> type[BaseHTTPRequestHandler]:
     class Handler(_Handler):
         pass
@@ -374,9 +476,30 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "hailuo-callbacks"
     sys_version = ""
     receiver: CallbackReceiver
+    _reaper: threading.Timer | None = None
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
         pass  # the stdlib logs the request line with its query (the token): never do that
+
+    def setup(self) -> None:
+        super().setup()
+        # However slowly a client sends, its connection (and thread) ends at this bound.
+        limit = self.receiver.connection_max_seconds
+        self._reaper: threading.Timer | None = None
+        if limit and limit > 0:
+            self._reaper = threading.Timer(limit, self._reap)
+            self._reaper.daemon = True
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        with contextlib.suppress(OSError):
+            super().finish()
 
     def _send(self, status: int, payload: dict[str, Any], *, close: bool = False) -> None:
         data = json.dumps(payload).encode()
@@ -495,8 +618,14 @@ def wait_with_callbacks(
                          f"to {client.provider.value}")
     task_id = job.task_id if isinstance(job, Job) else job
     event = receiver.register(task_id)
+
+    def polled(current: Job) -> None:
+        receiver.confirm(current)  # what a poll showed outranks what callbacks claimed
+        if on_update is not None:
+            on_update(current)
+
     try:
-        return client.wait(job, timeout=timeout, on_update=on_update, wake=event)
+        return client.wait(job, timeout=timeout, on_update=polled, wake=event)
     finally:
         receiver.unregister(task_id)
 

@@ -6,48 +6,73 @@ Money safety is the design constraint:
 * Idempotent GETs are retried on 408/429/5xx and transport errors with backoff, jitter
   and ``Retry-After``.
 * The submit POST is never retried blindly. It is retried only when the request cannot
-  have created a task (connection never made, 429 / code 1002 / 408 / 503, a provider
-  error code inside the answer) or when the provider de-duplicates by ``Idempotency-Key``
-  (APIMart). Otherwise an :class:`AmbiguousSubmitError` carries what is needed to
-  reconcile, and nothing is sent twice.
+  have created a task (connection never made, 429 / code 1002 / 408 / 503, APIMart's 503
+  ``idempotency_unavailable``, a provider error code inside the answer), or when the answer
+  was lost (5xx, broken connection) AND the provider has said that this model honours
+  ``Idempotency-Key`` (APIMart ``GET /v1/model-schema`` reports ``idempotency``; the answer
+  is cached per client and model). Then the same key and the same body are sent again.
+  Otherwise an :class:`AmbiguousSubmitError` carries the key, the request fingerprint and
+  how to reconcile, and nothing is sent twice. APIMart's 409 ``idempotency_in_progress``
+  is waited out (``Retry-After``) and resent with the same key and body; 409
+  ``idempotency_result_indeterminate`` / ``idempotency_key_reused`` stop with an
+  :class:`AmbiguousSubmitError` that keeps the key.
+* Local images go to APIMart as uploads (``POST /v1/uploads/images``), never as data URLs;
+  an upload of the same bytes is reused while it has a day of its 72 h left (memory cache
+  per process; a small on-disk cache keyed by base URL + account hash + content hash lets
+  re-runs reuse it, see ``UploadCache``). Request identity stays the content hash.
 * Waiting always ends: on every terminal status, at a total timeout (the task id is kept
   in the error so the wait can be resumed), or after a budget of consecutive failed polls.
 * Downloads stream to a temp file (constant memory), are hashed and probed as real video,
   and only then renamed into place. Expired links fall back to the backup URL, then to a
   fresh link fetched by task id. The API key is never sent to download hosts.
+* Hostile or broken answers end in typed errors (``hailuo.netguard``, ``hailuo.ids``,
+  ``hailuo.redact``): provider ids must be safe ids before they become a URL segment or a
+  file name, and a status answer cannot change the task id; provider text is scrubbed of
+  the key (raw, URL-encoded, partial, ``Bearer ...``) before it reaches an error, a Job or
+  a log line; every call has a total wall-clock deadline that trickling cannot stretch;
+  status answers are capped at 1 MB and downloads in decoded bytes and inflation ratio;
+  downloads (links and each redirect hop) never reach loopback / private / link-local /
+  reserved addresses unless the base URL itself is loopback; after a submit was sent, an
+  answer we cannot use is an ``AmbiguousSubmitError``, never a raw exception.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import random
 import ssl
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 from pydantic import SecretStr
 
-from hailuo import errors, media
+from hailuo import errors, media, netguard, redact, v2client
 from hailuo.capabilities import Provider
-from hailuo.files import atomic_output
+from hailuo.files import atomic_output, ensure_inside
 from hailuo.fingerprint import IMAGE_FIELDS, request_fingerprint
-from hailuo.images import prepare_image
+from hailuo.ids import check_id, shown
+from hailuo.images import CheckedImage, check_image
 from hailuo.models import DownloadedVideo, Job, JobStatus, VideoRequest, utcnow
 from hailuo.providers import DEFAULT_BASE_URLS, SIMULATOR_HEADER, Dialect, dialect_for
+from hailuo.providers.minimax import REGION_CODES, region_hint
 
 log = logging.getLogger("hailuo.client")
+log.addFilter(redact.LogScrubber())
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
@@ -55,6 +80,31 @@ RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
 #: Submit answers that prove no task was created, so a retry cannot pay twice.
 SUBMIT_NOT_ACCEPTED_HTTP = frozenset({408, 429, 503})
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+#: Total wall-clock bound of one API call (a status GET, a file lookup, a submit POST),
+#: whatever the server trickles; per-read timeouts alone never end a trickle.
+CALL_DEADLINE = 120.0
+#: Total wall-clock bound of one ``download`` (all links, refreshes and redirects).
+DOWNLOAD_DEADLINE = 1800.0
+#: One attempt of a download of known size gets this long plus size / MIN_DOWNLOAD_RATE.
+DOWNLOAD_GRACE = 120.0
+MIN_DOWNLOAD_RATE = 32 * 1024
+#: A status (or file) answer larger than this is refused: real ones are a few KB.
+MAX_STATUS_BYTES = 1 << 20
+#: Decoded bytes one video may have (a 10 s 1080p clip is a few tens of MB).
+MAX_DOWNLOAD_BYTES = 2 << 30
+#: A compressed body decoding to more than this many times its size is a bomb.
+MAX_INFLATION = 50.0
+MAX_REDIRECTS = 5
+#: Upload answers after which the image was certainly not stored: retried.
+UPLOAD_NOT_STORED_HTTP = frozenset({408, 429, 503})
+#: APIMart keeps an uploaded image for 72 h; one is reused only while a day of that is left,
+#: so a queued task can still fetch it.
+UPLOAD_TTL_SECONDS = 72 * 3600.0
+UPLOAD_REUSE_MARGIN = 24 * 3600.0
+#: How long a model-schema idempotency answer is trusted.
+SCHEMA_CACHE_SECONDS = 3600.0
+#: ``prepare`` shows a local image bound for an upload as this prefix + its sha256.
+UPLOAD_PLACEHOLDER = "upload:sha256:"
 
 
 @dataclass(frozen=True)
@@ -111,6 +161,114 @@ def _retry_after(response: httpx.Response) -> float | None:
             return None
 
 
+def _is_local_host(base_url: str) -> bool:
+    host = (urlsplit(base_url).hostname or "").lower()
+    if host in ("localhost", "") or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
+
+
+def default_cache_dir() -> Path:
+    """``$HAILUO_CACHE_DIR``, else ``$XDG_CACHE_HOME/hailuo``, else ``~/.cache/hailuo``."""
+    if os.environ.get("HAILUO_CACHE_DIR"):
+        return Path(os.environ["HAILUO_CACHE_DIR"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "hailuo"
+
+
+class UploadCache:
+    """Images already uploaded: entry key -> (URL, expiry as Unix time).
+
+    The entry key is ``sha256(base URL, account hash, content sha256)``: another provider
+    account or endpoint never gets a URL it did not upload, and the key is never stored
+    (the account hash is a truncated sha256 of it). Two layers:
+
+    * memory, shared by every client of the process (a flow makes a client per task);
+    * optionally a directory, one small JSON file per entry written atomically, so a
+      re-run (another process) reuses its uploads and sends the same body again under the
+      same ``Idempotency-Key``. Entries past their expiry are pruned on write. Unreadable
+      or unwritable files are ignored: the cache only ever saves an upload.
+    """
+
+    _memory: dict[str, tuple[str, float]] = {}
+    _memory_lock = threading.Lock()
+    _key_locks: dict[str, threading.Lock] = {}
+
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+
+    @classmethod
+    def lock_for(cls, key: str) -> threading.Lock:
+        """One lock per image: parallel clips sharing an image upload it once."""
+        with cls._memory_lock:
+            return cls._key_locks.setdefault(key, threading.Lock())
+
+    def get(self, key: str, now: float) -> str | None:
+        with self._memory_lock:
+            hit = self._memory.get(key)
+        if hit is None and self.directory is not None:
+            try:
+                data = json.loads((self.directory / f"{key}.json").read_text())
+                hit = (str(data["url"]), float(data["expires_at"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                hit = None
+            if hit is not None:
+                with self._memory_lock:
+                    self._memory[key] = hit
+        if hit is None or hit[1] - now < UPLOAD_REUSE_MARGIN:
+            return None
+        return hit[0]
+
+    def put(self, key: str, url: str, expires_at: float, now: float) -> None:
+        with self._memory_lock:
+            self._memory[key] = (url, expires_at)
+        if self.directory is None:
+            return
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".upload-", suffix=".tmp")
+            with os.fdopen(fd, "w") as out:
+                json.dump({"url": url, "expires_at": expires_at}, out)
+            os.replace(tmp, self.directory / f"{key}.json")
+            self._prune(now)
+        except OSError as exc:
+            log.debug("upload cache not written (%s)", type(exc).__name__)
+
+    def _prune(self, now: float) -> None:
+        for path in self.directory.glob("*.json") if self.directory else ():
+            try:
+                if now - path.stat().st_mtime > UPLOAD_TTL_SECONDS:
+                    path.unlink()
+            except OSError:
+                pass
+
+    @classmethod
+    def forget_all(cls) -> None:
+        """Empty the memory layer (tests)."""
+        with cls._memory_lock:
+            cls._memory.clear()
+
+
+def _definite_submit_error(exc: BaseException, status_code: int) -> bool:
+    """Whether a failure to read a submit answer is the provider's definite verdict (a
+    typed refusal such as 401 / 2013 / 1008), as opposed to an answer we could not use
+    after the submit was sent: not JSON, absurdly nested, oddly shaped, an unsafe task id,
+    or a success without a task id. Only the latter are ambiguous."""
+    if not isinstance(exc, errors.HailuoError) or isinstance(exc, errors.ProviderAnswerError):
+        return False
+    return status_code >= 400 or type(exc) is not errors.HailuoError
+
+
+def _answer_problem(exc: BaseException) -> str:
+    if isinstance(exc, errors.HailuoError):
+        return exc.message
+    return f"{type(exc).__name__} while reading it"
+
+
 @cache
 def _tls_context() -> ssl.SSLContext:
     """One certificate-verifying TLS context for every client in the process.
@@ -119,6 +277,52 @@ def _tls_context() -> ssl.SSLContext:
     several per clip, so a batch would otherwise spend seconds on it. Contexts are safe to
     share between threads."""
     return httpx.create_ssl_context()
+
+
+class _Ambiguity:
+    """What one submit does when its outcome is unknown: resend the same key and body when
+    the provider has said this model honours the key, otherwise stop with an
+    ``AmbiguousSubmitError`` that says how to reconcile."""
+
+    def __init__(self, client: HailuoClient, model: str, key: str | None,
+                 fingerprint: str) -> None:
+        self.client, self.model, self.key, self.fingerprint = client, model, key, fingerprint
+        self.sent_at = utcnow()
+
+    def reconcile(self) -> str:
+        provider = self.client.provider
+        when = self.sent_at.strftime("%Y-%m-%d %H:%M:%S UTC")
+        where = ("GET /v1/tasks/<task id>" if provider is Provider.APIMART
+                 else "GET /v1/query/video_generation?task_id=<task id>")
+        text = (f"To reconcile: look in the {provider} console for a {self.model} task created "
+                f"around {when} and check it with {where} before submitting again")
+        if self.key:
+            text += (f"; resending this exact request with Idempotency-Key {self.key!r} is the "
+                     "safe retry if the provider has it")
+        return f"{text}. Request fingerprint: {self.fingerprint}."
+
+    def error(self, why: str, *, http_status: int | None = None) -> errors.AmbiguousSubmitError:
+        return errors.AmbiguousSubmitError(
+            f"{why}. Not resubmitted automatically. {self.reconcile()}",
+            http_status=http_status, idempotency_key=self.key,
+            request_fingerprint=self.fingerprint)
+
+    def resend_or_raise(self, why: str, attempt: int, *, http_status: int | None = None
+                        ) -> None:
+        """Return (after a pause) when a resend is safe; raise otherwise."""
+        if self.key is None:
+            raise self.error(f"{why}; {self.client.provider} has no idempotency key, so a "
+                             "resend could pay twice", http_status=http_status)
+        honoured, reason = self.client.honours_idempotency_key(self.model)
+        if not honoured:
+            raise self.error(f"{why}; {self.client.provider} has not confirmed that "
+                             f"{self.model} honours Idempotency-Key ({reason}), so a resend "
+                             "could pay twice", http_status=http_status)
+        if attempt >= self.client.max_retries:
+            raise self.error(f"{why}; resent {attempt} time(s) with the same "
+                             "Idempotency-Key without a usable answer", http_status=http_status)
+        log.warning("%s; resending with the same Idempotency-Key (%s)", why, reason)
+        self.client._sleep(self.client._delay(attempt))
 
 
 class HailuoClient:
@@ -140,7 +344,26 @@ class HailuoClient:
         transport: httpx.BaseTransport | None = None,
         download_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        upload_cache_dir: str | os.PathLike[str] | bool | None = None,
+        call_deadline: float = CALL_DEADLINE,
+        download_deadline: float = DOWNLOAD_DEADLINE,
+        max_status_bytes: int = MAX_STATUS_BYTES,
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+        allow_private_downloads: bool | None = None,
+        download_allowed_hosts: Collection[str] = (),
     ) -> None:
+        """``upload_cache_dir``: where uploads are remembered across processes (APIMart).
+        None: ``default_cache_dir()`` unless the base URL is a local address (the
+        simulator); False: memory only; a path: that directory.
+
+        Hostile answers: ``call_deadline`` bounds each API call in total (a status GET, a
+        file lookup, a submit), ``download_deadline`` each ``download``; answers over
+        ``max_status_bytes`` and videos over ``max_download_bytes`` (decoded) are
+        refused. Downloads never connect to loopback / private / link-local / reserved
+        addresses unless ``allow_private_downloads`` (default: only when the base URL's
+        host is loopback, i.e. a local simulator) or the host is in
+        ``download_allowed_hosts``."""
         self.provider = Provider(provider)
         self.dialect: Dialect = dialect_for(self.provider)
         if api_key is None:
@@ -149,6 +372,9 @@ class HailuoClient:
         self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         if not self._key.get_secret_value().strip():
             raise errors.AuthenticationError("the API key is empty")
+        # Scrubs this key (and its encoded / partial echoes) from quoted provider text;
+        # remembered process-wide so errors and log lines built elsewhere are scrubbed too.
+        self._scrub = redact.remember(self._key.get_secret_value())
         self.base_url = (base_url or DEFAULT_BASE_URLS[self.provider]).rstrip("/")
         self.max_retries = max_retries
         self.backoff = backoff
@@ -156,15 +382,45 @@ class HailuoClient:
         self.max_rate_limit_waits = max_rate_limit_waits
         self.poll = poll or PollPolicy()
         self._sleep = sleep
+        self._clock = clock
+        if upload_cache_dir is None:
+            directory = None if _is_local_host(self.base_url) else default_cache_dir()
+        elif upload_cache_dir is False or upload_cache_dir is True:
+            directory = default_cache_dir() if upload_cache_dir else None
+        else:
+            directory = Path(upload_cache_dir)
+        self._uploads = UploadCache(directory / "apimart-uploads" if directory else None)
+        self._schema: dict[str, tuple[bool, float]] = {}
+        self.call_deadline = call_deadline
+        self.download_deadline = download_deadline
+        self.max_status_bytes = max_status_bytes
+        self.max_download_bytes = max_download_bytes
+        if allow_private_downloads is None:
+            allow_private_downloads = netguard.is_loopback_host(urlsplit(self.base_url).hostname)
+        self._download_policy = netguard.AddressPolicy(
+            allow_private=allow_private_downloads, allowed_hosts=download_allowed_hosts)
+        # Names are resolved for the policy only when we make the connections ourselves.
+        self._resolve_downloads = download_transport is None
         tls = _tls_context()
+        if transport is None:
+            transport = netguard.guarded_transport(tls, default_seconds=call_deadline)
+        if download_transport is None:
+            download_transport = netguard.guarded_transport(
+                tls, policy=self._download_policy, default_seconds=download_deadline)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=tls,
                                   auth=_BearerAuth(self._key), transport=transport)
-        # Download hosts are CDNs: they get no Authorization header.
-        self._dl = httpx.Client(timeout=download_timeout, follow_redirects=True,
+        # Download hosts are CDNs: they get no Authorization header. Redirects are
+        # followed by hand (``_stream``), each hop checked against the address policy.
+        self._dl = httpx.Client(timeout=download_timeout, follow_redirects=False,
                                 verify=tls, transport=download_transport)
 
     def __repr__(self) -> str:
         return f"HailuoClient(provider={self.provider.value!r}, base_url={self.base_url!r})"
+
+    @property
+    def account_hash(self) -> str:
+        """A short sha256 of the key: names the account in cache keys, never reveals it."""
+        return hashlib.sha256(self._key.get_secret_value().encode()).hexdigest()[:16]
 
     def __enter__(self) -> HailuoClient:
         return self
@@ -181,18 +437,51 @@ class HailuoClient:
         try:
             response.read()
             return json.loads(response.text) if response.content else {}
-        except ValueError:
-            return {"_raw": response.text[:200]}
+        except (ValueError, RecursionError):  # not JSON, or nested absurdly deep
+            return {"_raw": redact.quoted(response.text[:200], self._scrub)}
+
+    def _answer(self, response: httpx.Response, what: str) -> Any:
+        """The JSON of a status-like answer; an undecodable 2xx answer (not JSON, invalid
+        UTF-8, nested absurdly deep) is ``UnreadableAnswerError``. An undecodable error
+        answer (a proxy's HTML 502) is left to the dialect, which maps its HTTP status."""
+        try:
+            return netguard.decode_json(response.content, what=what)
+        except errors.UnreadableAnswerError as exc:
+            if response.status_code >= 400:
+                return {"_raw": redact.quoted(response.text[:200], self._scrub)}
+            exc.http_status = response.status_code
+            raise
+
+    def scrub(self, text: str | None) -> str | None:
+        """Provider text made fit to show: this key (and ``Bearer`` credentials, URL-encoded
+        and partial echoes) scrubbed, control characters replaced, cut to a sane length."""
+        return None if text is None else redact.quoted(text, self._scrub)
+
+    def _clean_job(self, job: Job) -> Job:
+        """A job whose provider-written text (``error_message``) is scrubbed."""
+        if job.error_message is None:
+            return job
+        return job.model_copy(update={"error_message": self.scrub(job.error_message)})
 
     @contextmanager
     def _scrubbed(self) -> Iterator[None]:
-        """Errors built from provider answers never carry the key, even if echoed back."""
+        """Errors built from provider answers never carry the key, even if echoed back.
+
+        A MiniMax refusal of the key (1004 / 2049) also says which regional host to try.
+        """
         try:
             yield
         except errors.HailuoError as exc:
-            key = self._key.get_secret_value()
-            if key in exc.message:
-                exc.message = exc.message.replace(key, "***")
+            clean = redact.quoted(exc.message, self._scrub)
+            if clean != exc.message:
+                exc.message = clean
+                exc.args = (exc.message,)
+            for name, value in list(exc.details.items()):
+                if isinstance(value, str):
+                    exc.details[name] = redact.quoted(value, self._scrub)
+            if (isinstance(exc, errors.AuthenticationError) and exc.code in REGION_CODES
+                    and self.provider is Provider.MINIMAX and "region" not in exc.message):
+                exc.message = f"{exc.message}. {region_hint(urlsplit(self.base_url).hostname)}"
                 exc.args = (exc.message,)
             raise
 
@@ -202,42 +491,107 @@ class HailuoClient:
         return max(jittered, retry_after or 0.0)
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
-        """An idempotent GET with retries on transient failures."""
-        attempt = 0
-        while True:
-            try:
-                response = self._http.get(path, params=params)
-            except httpx.TransportError as exc:
-                if attempt >= self.max_retries:
-                    raise errors.ProviderUnavailableError(
-                        f"{self.provider} unreachable after {attempt + 1} attempts: "
-                        f"{type(exc).__name__}") from None
-            else:
-                if response.status_code not in RETRYABLE_HTTP or attempt >= self.max_retries:
-                    return response
-                log.info("GET %s answered %s; retrying", path, response.status_code)
-                self._sleep(self._delay(attempt, _retry_after(response)))
+        """An idempotent GET with retries on transient failures.
+
+        All attempts together end within ``call_deadline`` (and within any enclosing
+        bound, such as a wait's timeout), however slowly the server sends. The answer is
+        read capped at ``max_status_bytes`` decoded bytes and returned already read."""
+        with netguard.deadline(self.call_deadline):
+            attempt = 0
+            while True:
+                try:
+                    response = self._get_once(path, params)
+                except httpx.TransportError as exc:
+                    if netguard.expired():
+                        raise self._deadline_error(path) from None
+                    if attempt >= self.max_retries:
+                        raise errors.ProviderUnavailableError(
+                            f"{self.provider} unreachable after {attempt + 1} attempts: "
+                            f"{type(exc).__name__}") from None
+                    delay = self._delay(attempt)
+                else:
+                    if (response.status_code not in RETRYABLE_HTTP
+                            or attempt >= self.max_retries):
+                        return response
+                    log.info("GET %s answered %s; retrying", path, response.status_code)
+                    delay = self._delay(attempt, _retry_after(response))
+                left = netguard.remaining()
+                self._sleep(delay if left is None else max(0.0, min(delay, left)))
+                if netguard.expired():
+                    raise self._deadline_error(path)
                 attempt += 1
-                continue
-            self._sleep(self._delay(attempt))
-            attempt += 1
+
+    def _get_once(self, path: str, params: dict[str, str] | None) -> httpx.Response:
+        request = self._http.build_request("GET", path, params=params,
+                                           headers={"Accept-Encoding": "gzip, deflate"})
+        response = self._http.send(request, stream=True)
+        what = f"{self.provider} answer to GET {path}"
+        status = response.status_code
+        try:
+            body = b"".join(netguard.capped_chunks(
+                response, limit=self.max_status_bytes, max_ratio=MAX_INFLATION, what=what,
+                too_large=lambda m: errors.AnswerTooLargeError(m, http_status=status),
+                unreadable=lambda m: errors.UnreadableAnswerError(m, http_status=status)))
+        finally:
+            response.close()
+        headers = [(k, v) for k, v in response.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length",
+                                        "transfer-encoding")]
+        return httpx.Response(status, headers=headers, content=body, request=request)
+
+    def _deadline_error(self, path: str) -> errors.StatusDeadlineError:
+        return errors.StatusDeadlineError(
+            f"GET {path} on {self.provider} did not finish before its deadline (at most "
+            f"{self.call_deadline:.0f}s per call, less inside a wait that is ending); the "
+            "server is too slow or trickling its answer")
 
     # ------------------------------------------------------------------ submit
-    def prepare(self, request: VideoRequest) -> tuple[VideoRequest, dict[str, Any]]:
-        """Validate locally and build the wire body. Raises before any network call."""
+    def _checked(self, request: VideoRequest
+                 ) -> tuple[VideoRequest, dict[str, CheckedImage]]:
         validated = request.validate_for(self.provider)
-        images = {name: prepare_image(getattr(validated, name), field=name)
+        images = {name: check_image(getattr(validated, name), field=name)
                   for name in IMAGE_FIELDS if getattr(validated, name)}
-        return validated, self.dialect.submit_body(validated, images)
+        return validated, images
+
+    def _wire_images(self, images: Mapping[str, CheckedImage],
+                     uploaded: Mapping[str, str] | None = None) -> dict[str, str]:
+        wire: dict[str, str] = {}
+        for name, image in images.items():
+            if image.url is not None:
+                wire[name] = image.url
+            elif not self.dialect.uploads_images:
+                wire[name] = image.data_url()
+            elif uploaded is not None:
+                wire[name] = uploaded[name]
+            else:
+                wire[name] = f"{UPLOAD_PLACEHOLDER}{image.sha256}"
+        return wire
+
+    def prepare(self, request: VideoRequest) -> tuple[VideoRequest, dict[str, Any]]:
+        """Validate locally and build the wire body. Raises before any network call.
+
+        On APIMart a local image shows as ``upload:sha256:<hex>``: ``submit`` uploads it
+        (or reuses an upload of the same bytes) and sends the returned URL instead.
+        """
+        if v2client.routes(self, request.model):  # MiniMax-H3 / -Max: MiniMax's v2 API
+            return v2client.prepare(self, request)
+        validated, images = self._checked(request)
+        return validated, self.dialect.submit_body(validated, self._wire_images(images))
 
     def submit(self, request: VideoRequest, *, idempotency_key: str | None = None,
                take: int = 1) -> Job:
         """Send one paid request; returns the provider's job (task id) at once."""
-        validated, body = self.prepare(request)
+        if v2client.routes(self, request.model):  # MiniMax-H3 / -Max: MiniMax's v2 API
+            return v2client.submit(self, request, idempotency_key=idempotency_key, take=take)
+        validated, images = self._checked(request)
+        # Identity from content hashes, computed before (and unchanged by) any upload.
         fingerprint = request_fingerprint(validated, self.provider, take)
+        uploaded = self._upload_images(images)
+        body = self.dialect.submit_body(validated, self._wire_images(images, uploaded))
         key = idempotency_key or f"hailuo-{fingerprint[:32]}-{uuid.uuid4().hex[:8]}"
-        headers = {"Idempotency-Key": key} if self.dialect.honours_idempotency_key else {}
-        attempt = rate_waits = 0
+        headers = self.dialect.submit_headers(key)
+        ambiguity = _Ambiguity(self, validated.model, key if headers else None, fingerprint)
+        attempt = rate_waits = busy_waits = 0
         while True:
             try:
                 response = self._http.post(self.dialect.submit_path, json=body, headers=headers)
@@ -248,24 +602,50 @@ class HailuoClient:
                 self._sleep(self._delay(attempt))
                 attempt += 1
                 continue
-            except httpx.TransportError as exc:
-                if self.dialect.honours_idempotency_key and attempt < self.max_retries:
-                    log.warning("submit connection lost (%s); retrying with the same "
-                                "Idempotency-Key", type(exc).__name__)
-                    self._sleep(self._delay(attempt))
-                    attempt += 1
-                    continue
-                raise errors.AmbiguousSubmitError(
+            except (httpx.TransportError, httpx.DecodingError) as exc:  # DecodingError: C.3
+                ambiguity.resend_or_raise(
                     f"the connection to {self.provider} broke after the submit was sent "
-                    f"({type(exc).__name__}); it may or may not have been accepted. Not "
-                    "resubmitted automatically: check the provider console or resubmit "
-                    "deliberately.", idempotency_key=key if headers else None,
-                    request_fingerprint=fingerprint) from None
+                    f"({type(exc).__name__}); it may or may not have been accepted", attempt)
+                attempt += 1
+                continue
             retry_after = _retry_after(response)
+            answer = self._json(response)
+            signal = self.dialect.idempotency_signal(response.status_code, answer)
+            if signal == "idempotency_in_progress":
+                # The first request with this key is still running: same key, same body.
+                if busy_waits >= self.max_rate_limit_waits:
+                    raise ambiguity.error(
+                        f"{self.provider} still reports the first request with this "
+                        f"Idempotency-Key in progress after {busy_waits} waits",
+                        http_status=response.status_code)
+                wait = retry_after if retry_after is not None else self._delay(busy_waits)
+                log.info("submit: the request with this Idempotency-Key is still in "
+                         "progress; resending it in %.1fs", wait)
+                self._sleep(wait)
+                busy_waits += 1
+                continue
+            if signal in ("idempotency_result_indeterminate", "idempotency_key_reused"):
+                what = ("cannot tell whether the earlier request with this Idempotency-Key "
+                        "ran" if signal == "idempotency_result_indeterminate" else
+                        "has seen this Idempotency-Key with a different request body (an "
+                        "earlier submit of this request may exist)")
+                raise ambiguity.error(f"{self.provider} {what} ({signal})",
+                                      http_status=response.status_code)
+            if signal == "idempotency_unavailable":
+                # The idempotency store is down and the request was NOT executed.
+                if attempt >= self.max_retries:
+                    raise errors.ProviderUnavailableError(
+                        f"{self.provider}: idempotency_unavailable; the submit was not "
+                        f"executed. Retry later with the same Idempotency-Key {key!r}",
+                        http_status=response.status_code, retry_after=retry_after,
+                        idempotency_key=key)
+                self._sleep(self._delay(attempt, retry_after))
+                attempt += 1
+                continue
             try:
                 with self._scrubbed():
-                    job = self.dialect.parse_submit(response.status_code, self._json(response),
-                                                    retry_after)
+                    job = self.dialect.parse_submit(response.status_code, answer, retry_after)
+                    check_id(job.task_id, what="task id")  # C.1: never an unsafe id
             except errors.RateLimitedError as exc:
                 if rate_waits >= self.max_rate_limit_waits:
                     raise
@@ -275,45 +655,248 @@ class HailuoClient:
                 rate_waits += 1
                 continue
             except errors.ProviderUnavailableError as exc:
-                definite = (response.status_code in SUBMIT_NOT_ACCEPTED_HTTP or exc.code is not None
-                            or self.dialect.honours_idempotency_key)
-                if not definite:
-                    raise errors.AmbiguousSubmitError(
-                        f"{self.provider} answered HTTP {response.status_code} to the submit; "
-                        "it may or may not have been accepted. Not resubmitted automatically.",
-                        http_status=response.status_code, idempotency_key=None,
-                        request_fingerprint=fingerprint) from None
-                if attempt >= self.max_retries:
-                    raise
-                self._sleep(self._delay(attempt, exc.retry_after))
+                if response.status_code in SUBMIT_NOT_ACCEPTED_HTTP or exc.code is not None:
+                    if attempt >= self.max_retries:
+                        raise
+                    self._sleep(self._delay(attempt, exc.retry_after))
+                    attempt += 1
+                    continue
+                ambiguity.resend_or_raise(
+                    f"{self.provider} answered HTTP {response.status_code} to the submit; it "
+                    "may or may not have been accepted", attempt,
+                    http_status=response.status_code)
                 attempt += 1
                 continue
-            log.info("submitted %s task %s", self.provider.value, job.task_id)
+            except Exception as exc:  # C.3: a broken or hostile answer after the submit
+                if _definite_submit_error(exc, response.status_code):
+                    raise
+                ambiguity.resend_or_raise(
+                    f"{self.provider} answered HTTP {response.status_code} to the submit with "
+                    f"an answer that could not be used ({_answer_problem(exc)}); the task may "
+                    "or may not have been created", attempt, http_status=response.status_code)
+                attempt += 1
+                continue
+            if response.headers.get("Idempotency-Replayed", "").lower() == "true":
+                log.info("submit answered by an idempotent replay: %s task %s (no new "
+                         "charge)", self.provider.value, job.task_id)
+            else:
+                log.info("submitted %s task %s", self.provider.value, job.task_id)
             return job.model_copy(update={
                 "submitted_at": job.submitted_at or utcnow(),
                 "idempotency_key": key if headers else None,
                 "simulated": _simulated(response),
             })
 
+    def honours_idempotency_key(self, model: str) -> tuple[bool, str]:
+        """(does the provider de-duplicate this model's submits by Idempotency-Key, why).
+
+        Only a provider answer counts: APIMart's ``GET /v1/model-schema`` ``idempotency``
+        field for ``model`` and ``video_generation``. A True or False answer is cached per
+        client (and so per base URL and key) and model for ``SCHEMA_CACHE_SECONDS``; a
+        failed lookup is not cached and counts as "not confirmed".
+        """
+        call = getattr(self.dialect, "schema_call", None)
+        if call is None or not self.dialect.sends_idempotency_key:
+            return False, f"{self.provider} documents no Idempotency-Key"
+        now = time.monotonic()
+        cached = self._schema.get(model)
+        if cached is not None and now - cached[1] < SCHEMA_CACHE_SECONDS:
+            verdict = cached[0]
+        else:
+            try:
+                response = self._get(*call(model))
+            except errors.HailuoError as exc:
+                return False, f"GET /v1/model-schema failed ({type(exc).__name__})"
+            verdict = self.dialect.parse_schema_idempotency(  # type: ignore[attr-defined]
+                response.status_code, self._json(response))
+            if verdict is None:
+                return False, (f"GET /v1/model-schema answered HTTP {response.status_code} "
+                               "without a usable answer")
+            self._schema[model] = (verdict, now)
+        if verdict:
+            return True, f"GET /v1/model-schema reports idempotency for {model}"
+        return False, f"GET /v1/model-schema does not report idempotency for {model}"
+
+    # ------------------------------------------------------- MiniMax v2 (H3) tasks
+    def cancel(self, task_id: str, *, delete_finished: bool = False) -> Job:
+        """Cancel a queued MiniMax-H3 task (not charged); see ``hailuo.v2client.cancel``."""
+        if self.provider is not Provider.MINIMAX:
+            raise errors.InvalidRequestError(
+                f"cancel is a MiniMax v2 (H3) call; {self.provider} has none", field="task_id")
+        return v2client.cancel(self, task_id, delete_finished=delete_finished)
+
+    def list_tasks(self, *, model: str | None = None, status: str | None = None,
+                   task_ids: Collection[str] = (), page_num: int = 1,
+                   page_size: int = 20) -> list[Job]:
+        """One page of the account's MiniMax v2 (H3) tasks of the last 7 days."""
+        if self.provider is not Provider.MINIMAX:
+            raise errors.InvalidRequestError(
+                f"list_tasks is a MiniMax v2 (H3) call; {self.provider} has none",
+                field="provider")
+        return v2client.list_tasks(self, model=model, status=status, task_ids=list(task_ids),
+                                   page_num=page_num, page_size=page_size)
+
+    # ----------------------------------------------------------------- uploads
+    def _upload_images(self, images: Mapping[str, CheckedImage]) -> dict[str, str]:
+        """Upload every local image (APIMart), reusing valid uploads of the same bytes."""
+        if not self.dialect.uploads_images:
+            return {}
+        return {name: self.upload_image(image) for name, image in images.items()
+                if image.local}
+
+    def upload_image(self, image: CheckedImage) -> str:
+        """The URL of ``image`` on the provider: a cached upload of the same bytes while
+        it has at least ``UPLOAD_REUSE_MARGIN`` of validity left, else a new upload."""
+        assert image.sha256 is not None and image.data is not None
+        entry = hashlib.sha256("\0".join(
+            (self.base_url, self.account_hash, image.sha256)).encode()).hexdigest()
+        with UploadCache.lock_for(entry):
+            url = self._uploads.get(entry, self._clock())
+            if url is not None:
+                log.debug("%s: reusing the upload of sha256 %s", image.field, image.sha256[:12])
+                return url
+            started = self._clock()
+            url, expires_at = self._post_upload(image)
+            valid_until = started + UPLOAD_TTL_SECONDS
+            if expires_at is not None:
+                valid_until = min(valid_until, expires_at.timestamp())
+            self._uploads.put(entry, url, valid_until, self._clock())
+            log.info("%s uploaded (%d bytes, sha256 %s)", image.field, len(image.data),
+                     image.sha256[:12])
+            return url
+
+    def _post_upload(self, image: CheckedImage) -> tuple[str, datetime | None]:
+        """One upload; retried only when the image was certainly not stored (APIMart has no
+        upload idempotency, so an uncertain upload is not repeated here)."""
+        path = self.dialect.upload_path  # type: ignore[attr-defined]
+        attempt = rate_waits = 0
+        while True:
+            try:
+                response = self._http.post(path, files={
+                    "file": (image.filename, image.data, image.content_type)})
+            except _NEVER_SENT as exc:
+                if attempt >= self.max_retries:
+                    raise errors.ProviderUnavailableError(
+                        f"could not connect to {self.provider} to upload {image.field}: "
+                        f"{type(exc).__name__}") from None
+            except httpx.TransportError as exc:
+                raise errors.ProviderUnavailableError(
+                    f"the upload of {image.field} broke off after it was sent "
+                    f"({type(exc).__name__}); not repeated automatically (uploads have no "
+                    "idempotency key). Nothing was paid: run again") from None
+            else:
+                retry_after = _retry_after(response)
+                try:
+                    with self._scrubbed():
+                        return self.dialect.parse_upload(  # type: ignore[attr-defined]
+                            response.status_code, self._json(response), retry_after,
+                            image.field)
+                except errors.RateLimitedError as exc:
+                    if rate_waits >= self.max_rate_limit_waits:
+                        raise
+                    self._sleep(exc.retry_after if exc.retry_after is not None
+                                else self._delay(rate_waits))
+                    rate_waits += 1
+                    continue
+                except errors.ProviderUnavailableError:
+                    if (response.status_code not in UPLOAD_NOT_STORED_HTTP
+                            or attempt >= self.max_retries):
+                        raise
+            self._sleep(self._delay(attempt))
+            attempt += 1
+
     # ------------------------------------------------------------------ status
-    def status(self, task_id: str) -> Job:
-        """The task's current state; for a completed task, with download links."""
-        path, params = self.dialect.status_call(task_id)
+    def status(self, task_id: str, *, model: str | None = None) -> Job:
+        """The task's current state; for a completed task, with download links.
+
+        ``model``: the task's model when known; an H3 model (or a task this process saw
+        as one) is queried on MiniMax's v2 API.
+
+        A task reported completed without any link (MiniMax ``Success`` without
+        ``file_id``, APIMart ``completed`` without a URL) raises ``ResultMissingError``.
+
+        Hostile answers end in typed errors: an unsafe ``task_id`` (``UnsafeIdError``,
+        before anything is sent), an answer about another task (``TaskIdMismatchError``),
+        one too large, undecodable or oddly shaped (``AnswerTooLargeError``,
+        ``UnreadableAnswerError``), one that never finishes (``StatusDeadlineError``).
+        """
+        task_id = check_id(task_id, what="task id")
+        if v2client.handles(self, task_id, model):
+            return v2client.status(self, task_id)
+        path, params = self.dialect.status_call(quote(task_id, safe=""))
         response = self._get(path, params)
-        with self._scrubbed():
-            job = self.dialect.parse_status(task_id, response.status_code,
-                                            self._json(response), _retry_after(response))
-            file_call = self.dialect.file_call(job)
-            if file_call:
-                response = self._get(*file_call)
-                job = self.dialect.parse_file(job, response.status_code, self._json(response),
-                                              _retry_after(response))
-        return job.model_copy(update={"simulated": _simulated(response)})
+        job = self._parse("status answer", task_id, lambda: self.dialect.parse_status(
+            task_id, response.status_code, self._answer(response, "status answer"),
+            _retry_after(response), lenient=True))  # an unknown status word: still running
+        job = self._same_task(job, task_id)
+        if job.file_id is not None:
+            check_id(job.file_id, what="file id", task_id=task_id)
+        file_call = self.dialect.file_call(job)
+        if file_call:
+            job, response = self._file_lookup(job, file_call)
+        if job.status is JobStatus.COMPLETED and not job.video_urls:
+            missing = ("a file_id" if self.provider is Provider.MINIMAX and not job.file_id
+                       else "a download URL")
+            raise errors.ResultMissingError(
+                f"{self.provider} reports task {job.task_id} completed but without "
+                f"{missing}; asking again may get it. The task exists (do not submit it "
+                "again)", task_id=job.task_id)
+        return self._clean_job(job).model_copy(update={"simulated": _simulated(response)})
+
+    def _parse(self, what: str, task_id: str | None, parse: Callable[[], Job]) -> Job:
+        """Run a dialect parser on an answer: its typed errors scrubbed, and any other
+        failure (an answer of an unexpected shape) an ``UnreadableAnswerError``."""
+        try:
+            with self._scrubbed():
+                return parse()
+        except errors.HailuoError:
+            raise
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError,
+                RecursionError) as exc:
+            raise errors.UnreadableAnswerError(
+                f"{self.provider} {what} has an unexpected shape ({type(exc).__name__})",
+                task_id=task_id) from None
+
+    def _same_task(self, job: Job, task_id: str) -> Job:
+        """An answer must be about the task asked for: it never changes the task id."""
+        if job.task_id != task_id:
+            raise errors.TaskIdMismatchError(
+                f"{self.provider} answered about task {shown(job.task_id)} when asked about "
+                f"task {task_id}; the answer is not used", task_id=task_id,
+                answered_id=shown(job.task_id))
+        return job
+
+    def _file_lookup(self, job: Job, call: tuple[str, dict[str, str]]
+                     ) -> tuple[Job, httpx.Response]:
+        """The extra lookup for links (MiniMax files/retrieve), with its transient answers
+        (code 1013, 1000, rate limits inside HTTP 200) retried here."""
+        attempt = 0
+        while True:
+            response = self._get(*call)
+            try:
+                parsed = self._parse("file answer", job.task_id,
+                                     lambda answer=response: self.dialect.parse_file(
+                                         job, answer.status_code,
+                                         self._answer(answer, "file answer"),
+                                         _retry_after(answer)))
+                return self._same_task(parsed, job.task_id), response
+            except (errors.ProviderUnavailableError, errors.RateLimitedError) as exc:
+                if attempt >= self.max_retries:
+                    raise
+                log.info("file lookup for task %s answered %s (code %s); retrying",
+                         job.task_id, type(exc).__name__, exc.code)
+                self._sleep(self._delay(attempt, exc.retry_after))
+                attempt += 1
 
     def parse_callback(self, body: Any, task_id: str | None = None) -> Job:
         """A job from a provider callback body (same shape as a status answer)."""
+        if v2client.is_v2_body(self, body):  # MiniMax v2: {"task": {...}}
+            return v2client.parse_callback(self, body, task_id)
         tid = task_id or str((body.get("data") or {}).get("id") or body.get("task_id") or "")
-        return self.dialect.parse_status(tid, 200, body, None)
+        tid = check_id(tid, what="task id")
+        job = self._parse("callback body", tid,
+                          lambda: self.dialect.parse_status(tid, 200, body, None))
+        return self._clean_job(self._same_task(job, tid))
 
     # -------------------------------------------------------------------- wait
     def wait(
@@ -329,7 +912,17 @@ class HailuoClient:
         Raises ``GenerationFailedError`` / ``ContentRejectedError`` on a failed or cancelled
         task and ``TimedOutError`` (keeping the task id) past ``timeout`` seconds. ``wake``
         lets a callback receiver cut a sleep short.
+
+        ``timeout`` is a wall-clock bound that includes the status call in flight: a
+        server trickling its answer cannot hold the wait past it.
         """
+        v2client.remember_job(self, job)  # an H3 job is polled on MiniMax's v2 API
+        with netguard.deadline(timeout):
+            return self._wait(job, timeout=timeout, on_update=on_update, wake=wake)
+
+    def _wait(self, job: Job | str, *, timeout: float,
+              on_update: Callable[[Job], None] | None,
+              wake: threading.Event | None) -> Job:
         current = job if isinstance(job, Job) else Job(task_id=job, provider=self.provider)
         started = time.monotonic()
         deadline = started + timeout
@@ -338,6 +931,7 @@ class HailuoClient:
         failures = after_estimate = 0
         while True:
             retry_after = None
+            missing: errors.ResultMissingError | None = None
             try:
                 latest = self.status(current.task_id)
             except errors.HailuoError as exc:
@@ -346,6 +940,8 @@ class HailuoClient:
                 failures += 1
                 if failures > self.poll.max_consecutive_failures:
                     raise
+                if isinstance(exc, errors.ResultMissingError):
+                    missing = exc
                 retry_after = getattr(exc, "retry_after", None)
                 log.info("status poll failed (%s); %d in a row", type(exc).__name__, failures)
             else:
@@ -363,6 +959,8 @@ class HailuoClient:
                 if current.status.terminal:
                     raise self._failure(current)
             now = time.monotonic()
+            if now >= deadline and missing is not None:
+                raise missing  # the task ended; what is missing is its link, not time
             if now >= deadline:
                 raise errors.TimedOutError(
                     f"task still {current.status.value} after {timeout:.0f}s; resume it later "
@@ -395,9 +993,28 @@ class HailuoClient:
 
     # ---------------------------------------------------------------- download
     def download(self, job: Job | str, path: str | os.PathLike[str], *,
-                 max_refreshes: int = 2) -> DownloadedVideo:
-        """Stream the video to ``path`` atomically; hash it and prove it decodes."""
+                 max_refreshes: int = 2,
+                 within: str | os.PathLike[str] | None = None) -> DownloadedVideo:
+        """Stream the video to ``path`` atomically; hash it and prove it decodes.
+
+        ``within``: the output folder; ``path`` must resolve inside it (``UnsafeIdError``
+        otherwise). The whole download - every link, refresh and redirect - ends within
+        ``download_deadline``; each attempt of known size also within
+        ``DOWNLOAD_GRACE + size / MIN_DOWNLOAD_RATE``. Links and redirects to
+        non-public addresses, bodies over ``max_download_bytes`` and compressed bodies that
+        inflate like a bomb are refused (``DownloadRefusedError``); the temporary files of
+        an earlier crashed download of the same ``path`` are removed.
+        """
+        if within is not None:
+            ensure_inside(path, within)
+        v2client.remember_job(self, job)  # an H3 job's links are refreshed on v2
+        with netguard.deadline(self.download_deadline):
+            return self._download(job, path, max_refreshes)
+
+    def _download(self, job: Job | str, path: str | os.PathLike[str],
+                  max_refreshes: int) -> DownloadedVideo:
         current = job if isinstance(job, Job) else self.status(job)
+        check_id(current.task_id, what="task id")
         if not current.video_urls or self._expired(current):
             current = self.status(current.task_id)
         dest = Path(path)
@@ -418,52 +1035,102 @@ class HailuoClient:
                     last_error = exc
                     log.warning("download of task %s failed: %s", current.task_id,
                                 type(exc).__name__)
+                    if netguard.expired():
+                        raise self._download_deadline_error(current.task_id, 0) from None
                     continue
                 return DownloadedVideo(
                     task_id=current.task_id, path=dest, sha256=sha, size=size,
                     width=info.width, height=info.height, duration=info.duration,
                     fps=info.fps, frames=info.frames, codec=info.codec)
             if refresh < max_refreshes:
-                self._sleep(self._delay(refresh))
+                left = netguard.remaining()
+                delay = self._delay(refresh)
+                self._sleep(delay if left is None else max(0.0, min(delay, left)))
+                if netguard.expired():
+                    raise self._download_deadline_error(current.task_id, 0)
                 current = self.status(current.task_id)  # fresh, signed links
-        assert last_error is not None
-        raise last_error
+        raise last_error or errors.ResultMissingError(
+            f"task {current.task_id} has no download URL", task_id=current.task_id)
 
     @staticmethod
     def _expired(job: Job) -> bool:
         return job.expires_at is not None and job.expires_at <= utcnow()
 
     def _stream(self, url: str, tmp: Path, task_id: str) -> tuple[str, int]:
+        """One download attempt of ``url`` into ``tmp``; redirects followed by hand, each
+        hop checked against the address policy."""
         digest = hashlib.sha256()
-        size = 0
-        try:
-            with self._dl.stream("GET", url) as response:
-                if response.status_code in (401, 403, 410):
-                    raise errors.LinkExpiredError(
-                        f"download link refused (HTTP {response.status_code}); it has expired "
-                        "or its signature is invalid", http_status=response.status_code,
-                        task_id=task_id)
-                if response.status_code >= 400:
-                    raise errors.DownloadError(f"download answered HTTP {response.status_code}",
-                                               http_status=response.status_code, task_id=task_id)
-                expected = response.headers.get("Content-Length")
-                # Chunks as the socket delivers them: iter_bytes(n) re-chunks with a copy,
-                # which costs about half the throughput. A compressed body is decoded;
-                # its Content-Length then counts the compressed bytes, so is not compared.
-                if response.headers.get("Content-Encoding", "identity") != "identity":
-                    expected = None
-                with open(tmp, "wb") as out:
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-                        digest.update(chunk)
-                        size += len(chunk)
-        except httpx.TransportError as exc:
-            raise errors.DownloadError(f"download broke off after {size} bytes "
-                                       f"({type(exc).__name__})", task_id=task_id) from None
-        if expected is not None and expected.isdigit() and int(expected) != size:
-            raise errors.DownloadError(f"download truncated: {size} of {expected} bytes",
+        counts = [0, 0]  # bytes received, bytes decoded
+        expected: str | None = None
+        hops = 0
+        while True:
+            self._download_policy.check_url(url, resolve=self._resolve_downloads)
+            try:
+                with self._dl.stream("GET", url,
+                                     headers={"Accept-Encoding": "identity"}) as response:
+                    if response.is_redirect:
+                        hops += 1
+                        if hops > MAX_REDIRECTS:
+                            raise errors.DownloadRefusedError(
+                                f"download redirected more than {MAX_REDIRECTS} times",
+                                task_id=task_id)
+                        url = str(response.url.join(response.headers["Location"]))
+                        continue
+                    self._check_download_status(response, task_id)
+                    expected = response.headers.get("Content-Length")
+                    self._receive(response, tmp, digest, counts, expected, task_id)
+                    break
+            except httpx.TransportError as exc:
+                if netguard.expired():
+                    raise self._download_deadline_error(task_id, counts[1]) from None
+                raise errors.DownloadError(f"download broke off after {counts[1]} bytes "
+                                           f"({type(exc).__name__})", task_id=task_id) from None
+        size = counts[1]
+        if expected is not None and expected.isdigit() and int(expected) != counts[0]:
+            raise errors.DownloadError(f"download truncated: {counts[0]} of {expected} bytes",
                                        task_id=task_id)
         if size == 0:
             raise errors.InvalidVideoError("downloaded video is empty (0 bytes)", task_id=task_id)
         return digest.hexdigest(), size
+
+    @staticmethod
+    def _check_download_status(response: httpx.Response, task_id: str) -> None:
+        if response.status_code in (401, 403, 410):
+            raise errors.LinkExpiredError(
+                f"download link refused (HTTP {response.status_code}); it has expired "
+                "or its signature is invalid", http_status=response.status_code,
+                task_id=task_id)
+        if response.status_code >= 300:
+            raise errors.DownloadError(f"download answered HTTP {response.status_code}",
+                                       http_status=response.status_code, task_id=task_id)
+
+    def _receive(self, response: httpx.Response, tmp: Path, digest: Any, counts: list[int],
+                 expected: str | None, task_id: str) -> None:
+        """Write the decoded body to ``tmp`` within the attempt's deadline and caps."""
+        bound = (DOWNLOAD_GRACE + int(expected) / MIN_DOWNLOAD_RATE
+                 if expected and expected.isdigit() else None)
+        with netguard.deadline(bound):
+            try:
+                with open(tmp, "wb") as out:
+                    # Pieces as the socket delivers them (re-chunking costs a copy).
+                    for chunk in netguard.capped_chunks(
+                            response, limit=self.max_download_bytes, max_ratio=MAX_INFLATION,
+                            what="the download",
+                            too_large=lambda m: errors.DownloadRefusedError(m, task_id=task_id),
+                            unreadable=lambda m: errors.DownloadError(m, task_id=task_id),
+                            counted=counts):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        if netguard.expired():
+                            raise self._download_deadline_error(task_id, counts[1])
+            except httpx.TransportError:
+                if netguard.expired():
+                    raise self._download_deadline_error(task_id, counts[1]) from None
+                raise
+
+    def _download_deadline_error(self, task_id: str, size: int) -> errors.DownloadDeadlineError:
+        return errors.DownloadDeadlineError(
+            f"download did not finish before its deadline ({size} bytes received; at most "
+            f"{self.download_deadline:.0f}s per download, less per attempt of known size); "
+            "the server is too slow or trickling", task_id=task_id)
 

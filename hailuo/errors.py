@@ -133,8 +133,10 @@ class AmbiguousSubmitError(HailuoError):
     """The submit POST may or may not have reached the provider and no task id came back.
 
     It is *not* retried automatically: a blind retry is how users got billed twice.
-    ``idempotency_key`` and ``request_fingerprint`` are what is needed to reconcile
-    (APIMart honours the key; otherwise check the provider console before resubmitting).
+    ``idempotency_key`` and ``request_fingerprint`` are what is needed to reconcile:
+    resending with the same ``Idempotency-Key`` is safe only where the provider confirmed
+    it honours the key for the model (APIMart's model schema); otherwise check the
+    provider console (or list the account's recent tasks) before resubmitting.
     """
 
 
@@ -342,3 +344,10 @@ class StatusDeadlineError(ProviderUnavailableError):
 
 class DownloadDeadlineError(DownloadError):
     """A download ran past its total wall-clock deadline (trickled or stalled)."""
+
+
+class RequestRefusedError(HailuoError):
+    """The provider answered that it did not carry out the request, and said why
+    (APIMart ``{"success": false, "message": ...}`` inside an HTTP 2xx). A definite answer:
+    nothing was created, so it is not ambiguous; not retried automatically either, since
+    only the message says whether trying later could help."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from hailuo.capabilities import Provider
+from hailuo.capabilities import Provider, is_h3
+from hailuo.h3media import media_fingerprint
 from hailuo.images import image_fingerprint
-from hailuo.models import VideoRequest
+from hailuo.models import H3_ONLY_FIELDS, H3_REFERENCE_FIELDS, VideoRequest
 
 IMAGE_FIELDS = ("first_frame_image", "last_frame_image", "subject_reference")
 
@@ -26,6 +27,17 @@ def canonical_request(request: VideoRequest) -> dict[str, object]:
     paid request.
     """
     data = request.model_dump(mode="json", exclude={"callback_url"})
+    for name in H3_ONLY_FIELDS:  # unset H3 fields leave older requests' identity unchanged
+        if not data.get(name):
+            data.pop(name, None)
+    if is_h3(request.model):  # H3 media: up to 30-50 MB, videos and audios too
+        for name in ("first_frame_image", "last_frame_image"):
+            if data.get(name):
+                data[name] = media_fingerprint(data[name], field=name)
+        for name in H3_REFERENCE_FIELDS:
+            if data.get(name):
+                data[name] = [media_fingerprint(v, field=name) for v in data[name]]
+        return data
     for name in IMAGE_FIELDS:
         if data.get(name):
             data[name] = image_fingerprint(data[name], field=name)

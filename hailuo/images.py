@@ -8,6 +8,11 @@ error names the field, what was wrong and what is allowed.
 http(s) URLs pass through untouched: we do not fetch them (no network in the core), the
 provider does. ``s3://`` and other schemes are refused: the Prefect layer downloads them
 and hands us bytes.
+
+Local images (paths, bytes, data URLs) become a :class:`CheckedImage` (bytes, real format,
+sha256). MiniMax is sent a data URL of it; APIMart no longer accepts base64 in generation
+calls, so ``HailuoClient`` uploads the bytes and sends the returned URL. Either way the
+request's identity (``hailuo.fingerprint``) is the content hash, not the wire value.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import hashlib
 import io
 import os
 import re
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image
@@ -27,6 +34,10 @@ from hailuo.errors import InvalidImageError
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MIN_SHORT_EDGE = 300  # the short edge must be strictly greater than this
 MAX_ASPECT = 2.5  # long edge / short edge, i.e. between 2:5 and 5:2
+#: Pixels an image may have. Checking means decoding; 40 MP is about 120-160 MB of pixels
+#: (an 8K frame is 33 MP). A 20 MB file can claim far more (a "pixel bomb"): its header
+#: is read first and it is refused before anything is decoded.
+MAX_IMAGE_PIXELS = 40_000_000
 ALLOWED_FORMATS = ("jpeg", "png", "webp")
 
 _ALLOWED_TEXT = "JPEG, PNG or WebP"
@@ -164,6 +175,11 @@ def _check(data: bytes, field: str) -> tuple[str, int, int]:
             field=field,
         )
     try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[fmt.upper()]) as header:
+                width, height = header.size  # from the header: nothing decoded yet
+        _check_pixels(width, height, field)
         with Image.open(io.BytesIO(data)) as probe:
             probe.verify()  # PNG: chunk CRCs and IEND; cheap structural check
         with Image.open(io.BytesIO(data)) as img:
@@ -172,13 +188,26 @@ def _check(data: bytes, field: str) -> tuple[str, int, int]:
             img.load()  # a full decode: catches truncated pixel data that open() misses
     except InvalidImageError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InvalidImageError(
+            f"{field}: image claims more pixels than can be checked safely (over "
+            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels); give a smaller image",
+            field=field) from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(
             f"{field}: {fmt.upper()} image could not be decoded (truncated or corrupt: "
             f"{exc}); give a complete {_ALLOWED_TEXT} file",
             field=field,
         ) from None
     return fmt, width, height
+
+
+def _check_pixels(width: int, height: int, field: str) -> None:
+    if width * height > MAX_IMAGE_PIXELS:
+        raise InvalidImageError(
+            f"{field}: image is {width}x{height} ({width * height / 1e6:.0f} megapixels); "
+            f"at most {MAX_IMAGE_PIXELS // 1_000_000} megapixels are accepted (checking "
+            "one means decoding every pixel)", field=field)
 
 
 def _check_geometry(width: int, height: int, field: str) -> None:
@@ -197,18 +226,65 @@ def _check_geometry(width: int, height: int, field: str) -> None:
         )
 
 
+@dataclass(frozen=True, repr=False)
+class CheckedImage:
+    """An image input after every local check: an http(s) URL as given, or local bytes
+    with their real format and sha256."""
+
+    field: str
+    url: str | None = None
+    data: bytes | None = None
+    format: str | None = None
+    sha256: str | None = None
+
+    @property
+    def local(self) -> bool:
+        return self.data is not None
+
+    def data_url(self) -> str:
+        if self.data is None:
+            raise ValueError(f"{self.field}: a remote URL has no data URL")
+        return f"data:image/{self.format};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+    @property
+    def filename(self) -> str:
+        """A name for uploads that says nothing about the local path."""
+        ext = {"jpeg": "jpg"}.get(self.format or "", self.format or "bin")
+        return f"{self.field}.{ext}"
+
+    @property
+    def content_type(self) -> str:
+        return f"image/{self.format}"
+
+    def __repr__(self) -> str:  # never dump megabytes into a log line
+        what = self.url if self.url else f"{self.format}, {len(self.data or b'')} bytes"
+        return f"CheckedImage({self.field}: {what})"
+
+
+def check_image(value: ImageInput, *, field: str) -> CheckedImage:
+    """Run every local check on ``value``; http(s) URLs pass through unfetched.
+
+    Every failure is ``InvalidImageError(field=field)``.
+    """
+    if isinstance(value, str) and _is_http(value.strip()):
+        return CheckedImage(field=field, url=value)
+    data = _raw(value, field)
+    if data is None:  # only http(s) URLs give None; handled above
+        raise InvalidImageError(f"{field}: unsupported image value", field=field)
+    fmt, _, _ = _check(data, field)
+    return CheckedImage(field=field, data=data, format=fmt,
+                        sha256=hashlib.sha256(data).hexdigest())
+
+
 def prepare_image(value: ImageInput, *, field: str) -> str:
-    """What to send as ``field``: an http(s) URL unchanged, otherwise a checked data URL.
+    """What to send as ``field`` to a provider that takes data URLs (MiniMax): an http(s)
+    URL unchanged, otherwise a checked data URL.
 
     Local paths, raw bytes and data URLs become ``data:image/<fmt>;base64,...`` with the
     format judged by the bytes. Every failure is ``InvalidImageError(field=field)``.
     """
-    if isinstance(value, str) and _is_http(value.strip()):
-        return value
-    data = _raw(value, field)
-    assert data is not None  # only http(s) URLs give None, handled above
-    fmt, _, _ = _check(data, field)
-    return f"data:image/{fmt};base64,{base64.b64encode(data).decode('ascii')}"
+    checked = check_image(value, field=field)
+    return checked.url if checked.url is not None else checked.data_url()
 
 
 def image_bytes(value: ImageInput, *, field: str | None = None) -> bytes | None:

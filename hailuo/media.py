@@ -58,6 +58,11 @@ class VideoInfo(BaseModel):
     bit_rate: int | None
     has_audio: bool
     size: int  # bytes on disk
+    # The first audio stream, when there is one (H3 clips carry AAC, 32 kHz stereo).
+    audio_codec: str | None = None
+    audio_sample_rate: int | None = None
+    audio_channels: int | None = None
+    audio_duration: float | None = None  # seconds of sound (encoder priming excluded)
 
 
 def _fail(path: Path, what: str, exc: BaseException | None = None) -> InvalidVideoError:
@@ -127,9 +132,17 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
         last_key_pts: int | None = None
         gop_len = 0  # packets in the last GOP; only counted, never held (memory stays flat)
         packets = 0
+        audio = container.streams.audio[0] if container.streams.audio else None
+        audio_end: int | None = None  # end of the last audio packet, when not in the header
+        count_audio = audio is not None and audio.duration is None
         try:
-            for packet in container.demux(stream):
+            for packet in container.demux(*((stream, audio) if count_audio else (stream,))):
                 if packet.size == 0 and packet.dts is None:  # end-of-stream marker
+                    continue
+                if audio is not None and packet.stream.index == audio.index:
+                    if packet.pts is not None:
+                        end = packet.pts + (packet.duration or 0)
+                        audio_end = end if audio_end is None else max(audio_end, end)
                     continue
                 if packet.is_corrupt:
                     raise _fail(p, f"packet {packets} is corrupt (truncated download?)")
@@ -173,9 +186,28 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
             codec=cc.name,
             pix_fmt=cc.format.name if cc.format is not None else None,
             bit_rate=container.bit_rate or cc.bit_rate or None,
-            has_audio=bool(container.streams.audio),
+            has_audio=audio is not None,
             size=p.stat().st_size,
+            **_audio_fields(audio, audio_end),
         )
+
+
+def _audio_fields(audio: av.AudioStream | None, end: int | None) -> dict:
+    """``probe``'s audio fields from the stream header (or the packets' end when the
+    header has no duration); nothing is decoded."""
+    if audio is None:
+        return {}
+    cc = audio.codec_context
+    tb = audio.time_base
+    duration = None
+    if tb is not None:
+        start = audio.start_time or 0
+        if audio.duration is not None:
+            duration = float(audio.duration * tb)
+        elif end is not None:
+            duration = float(max(0, end - max(start, 0)) * tb)
+    return {"audio_codec": cc.name, "audio_sample_rate": cc.sample_rate or None,
+            "audio_channels": cc.channels or None, "audio_duration": duration}
 
 
 def last_frame(path: str | os.PathLike[str]) -> Image.Image:

@@ -13,13 +13,19 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from hailuo.capabilities import (
+    H3_MAX_COUNTS,
+    H3_MAX_PROMPT_CHARS,
+    H3_MAX_REFERENCES,
+    H3_MODELS,
+    H3_RATIOS,
     MAX_PROMPT_CHARS,
     Capability,
     Mode,
     Provider,
+    is_h3,
     lookup,
     models_for,
     modes_for,
@@ -55,6 +61,18 @@ class VideoRequest(BaseModel):
     watermark: bool = Field(False, description="Ask the provider for its AIGC watermark.")
     callback_url: str | None = Field(None, description="Where the provider should POST status "
                                      "changes (APIMart appends /callback).")
+    # MiniMax-H3 / MiniMax-H3-Max only (MiniMax's v2 API); refused for the other models.
+    ratio: str | None = Field(None, description="H3 only: adaptive, 21:9, 16:9, 4:3, 1:1, 3:4 "
+                              "or 9:16. Text-to-video needs a concrete ratio; with a first/"
+                              "last frame the output follows the image (adaptive).")
+    reference_images: tuple[str, ...] = Field((), description="H3 only: up to 9 reference "
+                                              "images (https URL, mm_file://id, data URI or "
+                                              "local path).")
+    reference_videos: tuple[str, ...] = Field((), description="H3 only: up to 3 reference "
+                                              "videos, 2-15 s each, 15 s in total (billed).")
+    reference_audios: tuple[str, ...] = Field((), description="H3 only: up to 3 reference "
+                                              "audios (WAV/MP3, 2-15 s); need a reference "
+                                              "image or video.")
 
     @field_validator("resolution", mode="before")
     @classmethod
@@ -63,15 +81,30 @@ class VideoRequest(BaseModel):
 
     @field_validator("prompt")
     @classmethod
-    def _prompt_length(cls, value: str | None) -> str | None:
-        if value is not None and len(value) > MAX_PROMPT_CHARS:
-            raise ValueError(f"prompt is {len(value)} characters; the limit is {MAX_PROMPT_CHARS}")
+    def _prompt_length(cls, value: str | None, info: ValidationInfo) -> str | None:
+        limit = H3_MAX_PROMPT_CHARS if is_h3(info.data.get("model")) else MAX_PROMPT_CHARS
+        if value is not None and len(value) > limit:
+            raise ValueError(f"prompt is {len(value)} characters; the limit is {limit}")
         return value
+
+    @field_validator("ratio", mode="before")
+    @classmethod
+    def _canonical_ratio(cls, value: object) -> object:
+        return None if value in (None, "") else str(value).strip().lower()
+
+    @property
+    def references(self) -> bool:
+        """Whether any H3 reference medium is given."""
+        return bool(self.reference_images or self.reference_videos or self.reference_audios)
 
     @property
     def mode(self) -> Mode:
         if self.subject_reference:
             return Mode.SUBJECT_REFERENCE
+        if self.references:
+            return Mode.REFERENCE
+        if self.last_frame_image and not self.first_frame_image and is_h3(self.model):
+            return Mode.LAST_FRAME
         if self.last_frame_image:
             return Mode.FIRST_LAST_FRAME
         if self.first_frame_image:
@@ -81,12 +114,21 @@ class VideoRequest(BaseModel):
     def capability(self, provider: Provider | str) -> Capability:
         """The capability row for this request, or ``InvalidRequestError`` naming the field."""
         provider = Provider(provider)
+        if is_h3(self.model):
+            return self._h3_capability(provider)
         known = models_for(provider)
+        if provider is Provider.MINIMAX:
+            known = (*known, *H3_MODELS)
         if self.model not in known:
             raise InvalidRequestError(
                 f"model {self.model!r} is not offered by {provider}; allowed: {', '.join(known)}",
                 field="model",
             )
+        for name in H3_ONLY_FIELDS:
+            if getattr(self, name):
+                raise InvalidRequestError(
+                    f"{name} is only for {' / '.join(H3_MODELS)} (MiniMax's v2 API); "
+                    f"{self.model} does not take it", field=name)
         if self.last_frame_image and not self.first_frame_image:
             raise InvalidRequestError(
                 "last_frame_image needs first_frame_image (first+last frame mode)",
@@ -114,9 +156,92 @@ class VideoRequest(BaseModel):
             )
         return cap
 
+    def _h3_capability(self, provider: Provider) -> Capability:
+        if provider is not Provider.MINIMAX:
+            raise InvalidRequestError(H3_APIMART_REFUSAL.format(model=self.model,
+                                                                provider=provider),
+                                      field="model")
+        if self.subject_reference:
+            raise InvalidRequestError(
+                f"subject_reference is not a {self.model} field; give the character as "
+                "reference_images", field="subject_reference")
+        if self.references and (self.first_frame_image or self.last_frame_image):
+            field = next(n for n in H3_REFERENCE_FIELDS if getattr(self, n))
+            raise InvalidRequestError(
+                f"{field}: frame roles (first_frame_image / last_frame_image) and reference "
+                f"roles (reference_images / reference_videos / reference_audios) cannot be "
+                f"mixed in one {self.model} request (MiniMax refuses it); use either",
+                field=field)
+        cap = lookup(provider, self.model, self.mode)
+        assert cap is not None, (self.model, self.mode)  # every H3 mode is in the table
+        return cap
+
+    def _validate_h3(self, cap: Capability) -> VideoRequest:
+        """H3 / H3-Max rules (api-contract-v2.md 1.2, 1.3); media bytes are checked by the
+        client when it builds the body (``hailuo.h3media``)."""
+        if not (self.prompt and self.prompt.strip()):
+            raise InvalidRequestError(f"prompt is required for {self.model} in every mode "
+                                      "(the body needs one non-empty text item)",
+                                      field="prompt")
+        if self.fast_pretreatment:
+            raise InvalidRequestError(f"fast_pretreatment does not exist for {self.model}",
+                                      field="fast_pretreatment")
+        if self.watermark and self.model != "MiniMax-H3":
+            raise InvalidRequestError(
+                f"watermark is not confirmed for {self.model} (an AIGC watermark request "
+                "is reported to fail; only MiniMax-H3 documents aigc_watermark)",
+                field="watermark")
+        concrete = ", ".join(r for r in H3_RATIOS if r != "adaptive")
+        ratio = self.ratio
+        if ratio is not None and ratio not in H3_RATIOS:
+            raise InvalidRequestError(f"ratio {ratio!r} is not offered by {self.model}; "
+                                      f"allowed: {', '.join(H3_RATIOS)}", field="ratio")
+        mode = cap.mode
+        if mode is Mode.TEXT_TO_VIDEO and ratio in (None, "adaptive"):
+            raise InvalidRequestError(
+                f"ratio is required for {self.model} text-to-video and may not be adaptive "
+                f"(there is no image to follow); give one of {concrete}", field="ratio")
+        if mode in (Mode.IMAGE_TO_VIDEO, Mode.LAST_FRAME, Mode.FIRST_LAST_FRAME):
+            if ratio not in (None, "adaptive"):
+                raise InvalidRequestError(
+                    f"ratio {ratio!r} would be ignored: with a first or last frame "
+                    f"{self.model} follows the image's aspect (adaptive); leave ratio unset "
+                    "or crop the image to the ratio you want", field="ratio")
+            ratio = "adaptive"
+        ratio = ratio or "adaptive"
+        for name, most in H3_MAX_COUNTS.items():
+            values = getattr(self, name)
+            count = len(values) if isinstance(values, tuple) else int(bool(values))
+            if count > most:
+                raise InvalidRequestError(f"{name}: {count} given; at most {most}", field=name)
+        total = sum(len(getattr(self, n)) for n in H3_REFERENCE_FIELDS)
+        if total > H3_MAX_REFERENCES:
+            field = next(n for n in reversed(H3_REFERENCE_FIELDS) if getattr(self, n))
+            raise InvalidRequestError(f"{total} reference files; at most {H3_MAX_REFERENCES} "
+                                      "together", field=field)
+        if self.reference_audios and not (self.reference_images or self.reference_videos):
+            raise InvalidRequestError(
+                "reference_audios need at least one reference image or reference video",
+                field="reference_audios")
+        resolution = self.resolution or cap.default_resolution
+        if resolution not in cap.options:
+            raise InvalidRequestError(
+                f"resolution {resolution!r} is not available for {self.model}; allowed: "
+                f"{', '.join(r.upper() for r in cap.resolutions)}", field="resolution")
+        duration = self.duration if self.duration is not None else cap.default_duration
+        if duration not in cap.options[resolution]:
+            allowed = cap.options[resolution]
+            raise InvalidRequestError(
+                f"duration {duration} s is not available for {self.model}; allowed: "
+                f"{min(allowed)}-{max(allowed)} s (whole seconds)", field="duration")
+        return self.model_copy(update={"resolution": resolution, "duration": duration,
+                                       "ratio": ratio})
+
     def validate_for(self, provider: Provider | str) -> VideoRequest:
         """Check against the capability table; return a copy with defaults filled in."""
         cap = self.capability(provider)
+        if is_h3(self.model):
+            return self._validate_h3(cap)
         if self.mode is Mode.TEXT_TO_VIDEO and not (self.prompt and self.prompt.strip()):
             raise InvalidRequestError("prompt is required for text-to-video", field="prompt")
         prompt = normalise_prompt(self.prompt) if self.prompt else self.prompt
@@ -166,6 +291,16 @@ class VideoRequest(BaseModel):
     def output_resolution(self, provider: Provider | str) -> str:
         req = self.validate_for(provider)
         return req.resolution or self.capability(provider).fixed_resolution or "720p"
+
+
+#: Fields only the v2 models take; legacy models refuse them naming the field.
+H3_REFERENCE_FIELDS = ("reference_images", "reference_videos", "reference_audios")
+H3_ONLY_FIELDS = ("ratio", *H3_REFERENCE_FIELDS)
+H3_APIMART_REFUSAL = (
+    "{model} is not available on {provider} in this client: APIMart's request shape for H3 "
+    "is not documented, and a guessed paid request is never sent. Use MiniMax's own API "
+    "(https://api.minimax.io, a pay-as-you-go key): credentials with provider=\"minimax\" "
+    "(on the command line --provider minimax)")
 
 
 class JobStatus(StrEnum):
@@ -230,11 +365,15 @@ class Job(BaseModel):
     height: int | None = None
     error_code: int | None = None
     error_message: str | None = None
-    cost: float | None = None
+    cost: float | None = Field(None, description="What the provider reported, in USD "
+                               "(APIMart's credits_cost is converted: 10 credits = $1).")
     submitted_at: datetime | None = None
     updated_at: datetime = Field(default_factory=utcnow)
     idempotency_key: str | None = None
     simulated: bool = Field(False, description="Answered by the local simulator: not paid.")
+    model: str | None = Field(None, description="The task's model when the client knows it "
+                              "(set for MiniMax-H3 tasks: it routes status, wait and "
+                              "download to MiniMax's v2 API).")
 
 
 class DownloadedVideo(BaseModel):

@@ -51,6 +51,12 @@ CHAINED_PLACEHOLDER = "chained:last-frame-of-previous-clip"
 _REMOTE = re.compile(r"^(https?|s3|data):", re.IGNORECASE)
 
 
+def _blank_to_none(value: Any) -> Any:
+    """An empty text field means "not set" (a cleared form field, ``audio: ""``), never
+    a file named "" that is looked for after the clips were paid for."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
 class Segment(BaseModel):
     """One clip of the film."""
 
@@ -73,6 +79,11 @@ class Segment(BaseModel):
     @classmethod
     def _camera(cls, value: Any) -> list[list[CameraCommand]]:
         return _coerce_camera(value)
+
+    @field_validator("name", "duration", "resolution", "keyframe", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return _blank_to_none(value)
 
 
 class Shot(BaseModel):
@@ -136,6 +147,12 @@ class Storyboard(BaseModel):
     audio: str | None = Field(None, description="Voice-over or music, trimmed or padded to "
                               "the film's length.")
     segments: list[Segment] = Field(..., min_length=1)
+
+    @field_validator("style_suffix", "first_image", "model", "resolution", "duration", "audio",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return _blank_to_none(value)
 
     @property
     def slug(self) -> str:

@@ -83,6 +83,8 @@ def exit_code_for(exc: BaseException) -> int:
         (BadInput, EXIT_BAD_INPUT),
         (errors.ConfigurationError, EXIT_BAD_INPUT),
         (errors.ContentRejectedError, EXIT_REFUSED),
+        (errors.RequestRefusedError, EXIT_REFUSED),
+        (errors.ResultMissingError, EXIT_UNAVAILABLE),
         (errors.GenerationFailedError, EXIT_FAILED),
         (errors.TimedOutError, EXIT_TIMEOUT),
         (errors.AuthenticationError, EXIT_ACCOUNT),
@@ -151,14 +153,25 @@ def check_image(value: str | None, field: str) -> str | None:
 
 def generate_request(args: argparse.Namespace) -> VideoRequest:
     """The request ``generate`` will send, checked; raises InvalidRequestError/BadInput."""
-    if args.last_frame and not args.image:
+    from hailuo.capabilities import is_h3
+
+    h3 = is_h3(args.model)
+    references = {"reference_images": args.reference_image,
+                  "reference_videos": args.reference_video,
+                  "reference_audios": args.reference_audio}
+    if args.last_frame and not args.image and not h3:  # H3 takes a last frame alone
         raise BadInput("--last-frame needs --image (the first frame)")
+    for field, values in references.items():
+        s3 = [v for v in values if v.startswith("s3://")]
+        if s3:
+            raise BadInput(f"{s3[0]}: S3 URIs are not accepted for {field}; give a local "
+                           "path or an https URL")
     if args.s3_prefix and not args.s3_bucket_block:
         raise BadInput("--s3-prefix needs --s3-bucket-block")
     s3_inputs = [v for v in (args.image, args.last_frame) if v and v.startswith("s3://")]
     if s3_inputs and not args.s3_bucket_block:
         raise BadInput(f"{s3_inputs[0]} is an S3 URI: give --s3-bucket-block for credentials")
-    if not args.prompt and not args.image:
+    if not args.prompt and not args.image and not h3:
         raise BadInput("give a prompt (text-to-video) or --image (image-to-video)")
     if args.timeout is not None and args.timeout <= 0:
         raise BadInput(f"--timeout must be positive, got {args.timeout}")
@@ -166,13 +179,30 @@ def generate_request(args: argparse.Namespace) -> VideoRequest:
         raise BadInput(f"--max-cost must not be negative, got {args.max_cost}")
     if args.take < 1:
         raise BadInput(f"--take must be at least 1, got {args.take}")
-    image = check_image(args.image, "first_frame_image")
-    last = check_image(args.last_frame, "last_frame_image")
+    if h3:  # H3 media rules (hailuo.h3media): local files checked and made absolute
+        from hailuo.h3media import check_media, is_remote
+
+        def local(value: str | None, field: str, index: int | None = None) -> str | None:
+            if not value or value.startswith("s3://") or is_remote(value):
+                return value
+            check_media(value, field=field, index=index)
+            if value.lower().startswith("data:"):
+                return value
+            return str(Path(value).expanduser().resolve())
+
+        image = local(args.image, "first_frame_image")
+        last = local(args.last_frame, "last_frame_image")
+        refs = {field: tuple(local(v, field, i) or v for i, v in enumerate(values))
+                for field, values in references.items()}
+    else:
+        image = check_image(args.image, "first_frame_image")
+        last = check_image(args.last_frame, "last_frame_image")
+        refs = {field: tuple(values) for field, values in references.items()}
     request = VideoRequest(
         model=args.model, prompt=args.prompt, duration=args.duration,
         resolution=args.resolution, first_frame_image=image, last_frame_image=last,
         prompt_optimizer=not args.no_prompt_optimizer, fast_pretreatment=args.fast,
-        watermark=args.watermark)
+        watermark=args.watermark, ratio=args.ratio, **refs)
     provider, validated = check_request(request, _providers_to_check(args))
     pricing.check_budget([validated], provider, args.max_cost, limit_name="--max-cost")
     return request
@@ -239,17 +269,34 @@ def _validated_segment(index: int, request: VideoRequest, provider: str) -> Vide
 
 # -- commands without Prefect ----------------------------------------------------------
 def _estimate(args: argparse.Namespace) -> int:
+    from hailuo.capabilities import is_h3
+
+    if args.provider is None:  # H3 exists on MiniMax's own API only
+        args.provider = "minimax" if is_h3(args.model) else "apimart"
+
+    def _estimate_ratio(args: argparse.Namespace) -> str | None:
+        """H3 text-to-video needs a ratio; any gives the same price."""
+        media = (args.first_frame_image, args.last_frame_image, *args.reference_image,
+                 *args.reference_video, *args.reference_audio)
+        return "16:9" if is_h3(args.model) and not any(media) else None
     if args.storyboard:
         return _estimate_film(args)
     request = VideoRequest(model=args.model, prompt=args.prompt or "estimate",
                            duration=args.duration, resolution=args.resolution,
-                           first_frame_image=args.first_frame_image)
+                           first_frame_image=args.first_frame_image,
+                           last_frame_image=args.last_frame_image,
+                           ratio=args.ratio or _estimate_ratio(args),
+                           reference_images=tuple(args.reference_image),
+                           reference_videos=tuple(args.reference_video),
+                           reference_audios=tuple(args.reference_audio))
     quote = pricing.quote(request, args.provider)
     validated = request.validate_for(args.provider)
     out = {"provider": args.provider, "model": validated.model,
            "resolution": request.output_resolution(args.provider),
            "duration": request.output_duration(args.provider), "usd": str(quote.usd),
            "basis": quote.basis}
+    if validated.ratio:
+        out["ratio"] = validated.ratio
     if args.json:
         print(json.dumps(out))
     else:
@@ -356,9 +403,21 @@ def build_parser() -> argparse.ArgumentParser:
                      help="first frame: image-to-video")
     gen.add_argument("--last-frame", metavar="PATH|URL|s3://",
                      help="last frame: a first+last frame transition (with --image)")
-    gen.add_argument("--model", default=DEFAULT_MODEL)
+    gen.add_argument("--model", default=DEFAULT_MODEL,
+                     help="e.g. MiniMax-Hailuo-02, MiniMax-Hailuo-2.3, MiniMax-H3, "
+                     "MiniMax-H3-Max (H3: with --provider minimax)")
     gen.add_argument("--duration", type=int, help="seconds (default: the model's)")
-    gen.add_argument("--resolution", help="512p, 768p or 1080p (default 768p)")
+    gen.add_argument("--resolution", help="512p, 768p or 1080p (default 768p); H3: 768p or "
+                     "2k; H3-Max: 480p or 768p")
+    gen.add_argument("--ratio", help="H3: 21:9, 16:9, 4:3, 1:1, 3:4 or 9:16 (text-to-video "
+                     "needs one), or adaptive")
+    gen.add_argument("--reference-image", action="append", default=[], metavar="PATH|URL",
+                     help="H3: a reference image (repeatable, up to 9)")
+    gen.add_argument("--reference-video", action="append", default=[], metavar="PATH|URL",
+                     help="H3: a reference video (repeatable, up to 3, 15 s in total)")
+    gen.add_argument("--reference-audio", action="append", default=[], metavar="PATH|URL",
+                     help="H3: a reference audio (repeatable, up to 3; needs a reference "
+                     "image or video)")
     gen.add_argument("--take", type=int, default=1,
                      help="a new number makes a new, separately paid take (default 1)")
     gen.add_argument("--max-cost", type=float, metavar="USD",
@@ -393,12 +452,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("rest", nargs=argparse.REMAINDER)
 
     est = sub.add_parser("estimate", help="cost of a request, no network")
-    est.add_argument("--provider", choices=PROVIDERS, default="apimart")
+    est.add_argument("--provider", choices=PROVIDERS, default=None,
+                     help="default: minimax for H3 models, else apimart")
     est.add_argument("--model", default=DEFAULT_MODEL)
     est.add_argument("--prompt")
     est.add_argument("--duration", type=int)
     est.add_argument("--resolution")
     est.add_argument("--first-frame-image")
+    est.add_argument("--last-frame-image")
+    est.add_argument("--ratio")
+    est.add_argument("--reference-image", action="append", default=[], metavar="PATH|URL")
+    est.add_argument("--reference-video", action="append", default=[], metavar="PATH|URL",
+                     help="H3: reference video seconds are billed (URLs count as 15 s)")
+    est.add_argument("--reference-audio", action="append", default=[], metavar="PATH|URL")
     est.add_argument("--storyboard", metavar="FILE",
                      help="price every clip of a storyboard file instead")
     est.add_argument("--mode", choices=["continuity", "storyboard"], default="storyboard",

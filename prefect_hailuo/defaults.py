@@ -25,3 +25,13 @@ CREDENTIALS_ENV = "HAILUO_CREDENTIALS_BLOCK"
 #: this, or its process sets ``SIMULATE_ENV=1`` (the test suite does).
 SIMULATOR = "simulator"
 SIMULATE_ENV = "HAILUO_SIMULATE"
+
+#: Which lock manager serialises identical submits (tasks/submit_lock.py): unset or
+#: "filesystem" (lock files on this machine), "memory" (one process), or "module:attribute"
+#: naming any Prefect LockManager, e.g. prefect-redis's for workers on several machines.
+SUBMIT_LOCK_MANAGER_ENV = "HAILUO_SUBMIT_LOCK_MANAGER"
+#: Folder of the filesystem lock files (default: Prefect's local result storage folder).
+SUBMIT_LOCK_DIR_ENV = "HAILUO_SUBMIT_LOCK_DIR"
+#: Longest a submit lock is held by a holder whose process cannot be checked (another
+#: machine, a plugged-in lock manager) before it counts as abandoned.
+SUBMIT_LOCK_HOLD_ENV = "HAILUO_SUBMIT_LOCK_HOLD_SECONDS"

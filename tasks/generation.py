@@ -1,11 +1,20 @@
 """Submit and wait: the two tasks where money is at stake.
 
 ``submit_generation`` is cached on the request's identity — canonical request (images by
-content hash), provider, model, base URL, ``take`` and ``resubmit_of`` — never on the key.
-Its result (the provider's task id) is persisted the moment the provider answers, so a
-crashed or re-run flow gets the same task id back and waits for it instead of paying
-again. On APIMart the same identity also becomes the ``Idempotency-Key``, which closes the
-window between the provider's answer and Prefect persisting it.
+content hash), provider, model, base URL, the *account* (a salted hash of the API key,
+never the key: ``HailuoConnection.account``), ``take`` and ``resubmit_of``. Its result (the
+provider's task id) is persisted the moment the provider answers, so a crashed or re-run
+flow gets the same task id back and waits for it instead of paying again, and a run with
+another key never receives a task that key cannot see. On APIMart the same identity also
+becomes the ``Idempotency-Key``, which closes the window between the provider's answer and
+Prefect persisting it.
+
+Two runs submitting the same request at the same moment pay once: the cache policy runs
+the task's transaction at ``SERIALIZABLE`` isolation with a lock manager
+(``tasks/submit_lock.py``: lock files on one machine by default, a shared lock such as
+prefect-redis's for several), so the second run waits for the first to persist its task
+id and then reads it. A submit that finds itself without that cache key or lock (its key
+could not be computed) refuses to pay rather than pay unrecorded.
 
 ``wait_for_generation`` is never cached: a cached status is a stale status.
 """
@@ -18,29 +27,53 @@ from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
-from prefect.cache_policies import NO_CACHE
+from prefect.cache_policies import NO_CACHE, CachePolicy
+from prefect.transactions import IsolationLevel, get_transaction
 
 from hailuo import events
 from hailuo.callbacks import wait_with_callbacks
-from hailuo.errors import HailuoError, TimedOutError
+from hailuo.errors import ConfigurationError, HailuoError, TimedOutError
 from hailuo.fingerprint import request_fingerprint
 from hailuo.models import Job, JobStatus, VideoRequest
 from prefect_hailuo.blocks.credentials import HailuoConnection
 from prefect_hailuo.defaults import SUBMIT_LIMIT_NAME
 from prefect_hailuo.tasks.callbacks import shared_receiver
+from prefect_hailuo.tasks.submit_lock import SubmitLockManager
 from prefect_hailuo.tasks.submit_slots import take_submit_slot
 
 
 def submit_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """The identity of a paid request. Deliberately excludes credentials."""
+    """The identity of a paid request, on one account. Holds no secret: the account is a
+    salted, truncated hash of the key, and the key never enters."""
     conn: HailuoConnection = parameters["connection"]
     ident = request_fingerprint(parameters["request"], conn.provider, parameters.get("take", 1))
-    resubmit_of = parameters.get("resubmit_of") or "-"
-    return f"hailuo-submit-{ident}-{_short(conn.base_url)}-{resubmit_of}"
+    resubmit_of = parameters.get("resubmit_of")
+    again = _short(resubmit_of) if resubmit_of else "-"
+    return f"hailuo-submit-{ident}-{_short(conn.base_url)}-{conn.account_id()}-{again}"
 
 
 def _short(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+#: The submit cache: keyed by ``submit_cache_key``, and serialised across processes by
+#: the submit lock (two identical submits at the same moment: one pays, one reads).
+SUBMIT_CACHE_POLICY = CachePolicy.from_cache_key_fn(submit_cache_key).configure(
+    lock_manager=SubmitLockManager(), isolation_level=IsolationLevel.SERIALIZABLE)
+
+
+def _require_submit_lock() -> None:
+    """Refuse to pay outside the submit cache: when Prefect cannot compute a task's cache
+    key it logs the error and runs the task uncached, which for a submit would mean a paid
+    task nobody can find again, and no lock against a concurrent identical submit."""
+    txn = get_transaction()
+    store = getattr(txn, "store", None)
+    if (txn is None or not txn.key or txn.isolation_level is not IsolationLevel.SERIALIZABLE
+            or store is None or store.lock_manager is None or not store.is_locked(txn.key)):
+        raise ConfigurationError(
+            "refusing to submit outside the submit cache and its lock (the cache key could "
+            "not be computed, or submit_generation runs without its cache policy); see the "
+            "error logged above by Prefect. Nothing was sent.")
 
 
 def retry_if_safe(task: Any, task_run: Any, state: Any) -> bool:
@@ -59,7 +92,7 @@ def retry_if_safe(task: Any, task_run: Any, state: Any) -> bool:
 
 @task(
     name="submit-generation",
-    cache_key_fn=submit_cache_key,
+    cache_policy=SUBMIT_CACHE_POLICY,
     cache_expiration=timedelta(days=30),
     persist_result=True,
     retries=2,
@@ -85,8 +118,11 @@ def submit_generation(
         resubmit_of: the failed task id this submit replaces (a policy resubmit).
     """
     logger = get_run_logger()
+    _require_submit_lock()
     ident = request_fingerprint(request, connection.provider, take)
-    key = f"hailuo-{ident[:40]}-{resubmit_of or 0}"
+    # The account is part of the provider-side identity too: should a provider scope
+    # idempotency keys wider than one account, another key still never gets this task.
+    key = f"hailuo-{ident[:40]}-{connection.account_id()}-{resubmit_of or 0}"
     events.emit(events.SUBMITTING, provider=connection.provider, model=request.model)
     with connection.client() as client:
         client.prepare(request)  # reject locally before taking a rate-limit slot

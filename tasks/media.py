@@ -9,8 +9,10 @@ from prefect.cache_policies import NO_CACHE
 
 from hailuo import events, media
 from hailuo.errors import InvalidVideoError
+from hailuo.files import output_path
 from hailuo.models import DownloadedVideo, Job
 from prefect_hailuo.blocks.credentials import HailuoConnection
+from prefect_hailuo.tasks.retries import retry_unless_permanent
 
 
 def _sidecar(path: Path) -> Path:
@@ -18,7 +20,7 @@ def _sidecar(path: Path) -> Path:
 
 
 @task(name="download-video", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      task_run_name="download-{job.task_id}")
+      retry_condition_fn=retry_unless_permanent, task_run_name="download-{job.task_id}")
 def download_video(job: Job, connection: HailuoConnection, output_dir: str = "out"
                    ) -> DownloadedVideo:
     """Download a completed job's video to ``<output_dir>/<task_id>.mp4``.
@@ -30,7 +32,8 @@ def download_video(job: Job, connection: HailuoConnection, output_dir: str = "ou
     """
     logger = get_run_logger()
     events.emit(events.DOWNLOADING, task_id=job.task_id)
-    path = Path(output_dir) / f"{job.task_id}.mp4"
+    # The task id is the provider's text: checked, and the path proven inside output_dir.
+    path = output_path(output_dir, job.task_id, ".mp4")
     record = _sidecar(path)
     if path.exists() and record.exists():
         try:
@@ -44,7 +47,7 @@ def download_video(job: Job, connection: HailuoConnection, output_dir: str = "ou
         except (ValueError, InvalidVideoError):
             logger.warning("local copy of %s failed verification; downloading again", path)
     with connection.client() as client:
-        video = client.download(job, path)
+        video = client.download(job, path, within=output_dir)
     record.write_text(video.model_dump_json(indent=2))
     logger.info("downloaded %s (%d bytes, sha256 %s…)", path, video.size, video.sha256[:12])
     events.emit(events.DOWNLOADED, task_id=job.task_id, path=str(path), reused=False)

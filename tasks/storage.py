@@ -25,7 +25,9 @@ from prefect_aws import S3Bucket
 from pydantic import BaseModel
 
 from hailuo import events
+from hailuo.ids import check_id
 from hailuo.models import DownloadedVideo
+from prefect_hailuo.tasks.retries import retry_unless_permanent
 
 #: Multipart above 16 MB in boto3's own 8 MB parts with its 10 threads: large files stream
 #: with at most ~80 MB in flight. (16 MB parts on 4 threads measured slower on a quiet
@@ -46,6 +48,7 @@ class UploadedVideo(BaseModel):
 
 
 def object_prefix(prefix: str, provider: str, task_id: str) -> str:
+    check_id(task_id, what="task id used in an S3 key")  # never "..", "/" or a URL trick
     return "/".join(p.strip("/") for p in (prefix, provider, task_id) if p.strip("/"))
 
 
@@ -60,7 +63,7 @@ def _existing_sha(s3: Any, bucket: str, key: str) -> str | None:
 
 
 @task(name="upload-to-s3", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      task_run_name="upload-{video.task_id}")
+      retry_condition_fn=retry_unless_permanent, task_run_name="upload-{video.task_id}")
 def upload_to_s3(
     video: DownloadedVideo,
     manifest: dict[str, Any],
@@ -111,7 +114,8 @@ def upload_to_s3(
                          thumbnail_uri=thumb_uri, thumbnail_url=thumb_url, skipped=skipped)
 
 
-@task(name="fetch-input-image", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+@task(name="fetch-input-image", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
+      retry_condition_fn=retry_unless_permanent)
 def fetch_input_image(uri: str, s3_bucket_block: str | None = None) -> str:
     """Turn an ``s3://bucket/key`` image into a local file (other inputs pass through).
 

@@ -207,17 +207,24 @@ def test_dropped_connection_after_submit_is_not_resent_without_idempotency():
     assert not info.value.retryable
 
 
-def test_dropped_connection_with_idempotency_key_retries_with_the_same_key():
+def test_dropped_connection_resent_with_the_same_key_when_the_model_schema_confirms_it():
     calls = []
+    schema_calls = []
 
     def handler(request):
-        calls.append(request.headers["Idempotency-Key"])
+        if request.url.path == "/v1/model-schema":
+            schema_calls.append(dict(request.url.params))
+            return httpx.Response(200, json={"model": "MiniMax-Hailuo-02",
+                                             "operation": "video_generation",
+                                             "input_schema": {}, "idempotency": True})
+        calls.append((request.headers["Idempotency-Key"], request.content))
         if len(calls) == 1:
             raise httpx.ReadError("connection reset")
         return httpx.Response(200, json={"code": 200, "data": [{"task_id": "task_9"}]})
     job = make_client("apimart", handler).submit(T2V)
     assert job.task_id == "task_9" and len(calls) == 2 and calls[0] == calls[1]
-    assert job.idempotency_key == calls[0]
+    assert job.idempotency_key == calls[0][0]
+    assert schema_calls == [{"model": "MiniMax-Hailuo-02", "operation": "video_generation"}]
 
 
 def test_minimax_submit_5xx_without_code_is_ambiguous_not_retried():
@@ -441,8 +448,10 @@ def test_key_never_in_errors_reprs_or_pickles():
 
 
 def test_every_error_type_pickles():
+    # ClipsFailedError is a group built from clip failures: tests/test_clip_errors.py.
     for cls in [c for c in vars(errors).values()
-                if isinstance(c, type) and issubclass(c, errors.HailuoError)]:
+                if isinstance(c, type) and issubclass(c, errors.HailuoError)
+                and c.__name__ != "ClipsFailedError"]:
         err = cls("message", task_id="t1", code=1)
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is cls and back.task_id == "t1" and str(back) == str(err)

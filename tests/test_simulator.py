@@ -286,7 +286,7 @@ APIMART_INVALID = [
     ({"model": "MiniMax-Hailuo-02"}, "prompt"),
     ({"model": "MiniMax-Hailuo-02", "prompt": "x", "duration": "5"}, "duration"),
     ({"model": "MiniMax-Hailuo-02", "prompt": "x", "first_frame_image":
-      image_data_url((200, 200))}, "short edge"),
+      image_data_url((640, 480))}, "POST /v1/uploads/images"),
     ({"model": "MiniMax-Hailuo-02", "prompt": "x", "first_frame_image": "/etc/passwd"},
      "URL"),
 ]
@@ -536,7 +536,8 @@ def test_idempotency_key_replay_and_conflict(sim: SimulatorHandle, client: httpx
     assert first.json() == again.json()
     conflict = client.post("/v1/videos/generations", json={**APIMART_T2V, "prompt": "other"},
                            headers=headers)
-    assert conflict.status_code == 409 and conflict.json()["error"]["code"] == 409
+    assert conflict.status_code == 409
+    assert conflict.json()["error"]["code"] == "idempotency_key_reused"
     assert sim.submits() == 1
     entries = sim.requests("submit")
     assert [e["replay"] for e in entries] == [False, True, False]
@@ -693,3 +694,230 @@ def test_cli_runs_in_foreground() -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- APIMart today: uploads, model schema, response version, idempotency answers -------
+def _multipart(data: bytes, name: str = "file", filename: str = "photo.png") -> dict:
+    return {"files": {name: (filename, data, "image/png")}}
+
+
+def _png_bytes(size: tuple[int, int] = (640, 480)) -> bytes:
+    return base64.b64decode(image_data_url(size, "PNG").split(",", 1)[1])
+
+
+def test_upload_answer_shape_url_and_errors(sim: SimulatorHandle, client: httpx.Client) -> None:
+    png = _png_bytes()
+    r = client.post("/v1/uploads/images", **_multipart(png))
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"url", "filename", "content_type", "bytes", "created_at"}
+    assert body["content_type"] == "image/png" and body["bytes"] == len(png)
+    assert body["url"].startswith(f"{sim.base_url}/f/image/") and "photo.png" in body["url"]
+    assert httpx.get(body["url"]).content == png
+    gif = b"GIF89a" + b"\0" * 64
+    assert client.post("/v1/uploads/images", **_multipart(gif)).json()["bytes"] == 70
+    r = client.post("/v1/uploads/images", **_multipart(b"just text"))
+    assert r.status_code == 400 and "unsupported image format" in r.json()["error"]["message"]
+    r = client.post("/v1/uploads/images", **_multipart(png, name="image"))
+    assert r.status_code == 400 and "file" in r.json()["error"]["message"]
+    big = b"\x89PNG\r\n\x1a\n" + b"\0" * (20 * 1024 * 1024)
+    assert client.post("/v1/uploads/images", **_multipart(big)).status_code == 413
+    assert httpx.post(f"{sim.base_url}/v1/uploads/images", **_multipart(png)).status_code == 401
+    assert [e["kind"] for e in sim.requests()][:1] == ["upload"]
+
+
+def test_generation_reads_uploads_until_they_expire(sim: SimulatorHandle,
+                                                    client: httpx.Client) -> None:
+    small = client.post("/v1/uploads/images", **_multipart(_png_bytes((200, 200)))).json()
+    r = client.post("/v1/videos/generations", json={**APIMART_T2V,
+                                                    "first_frame_image": small["url"]})
+    assert r.status_code == 400 and "short edge" in r.json()["error"]["message"]
+    sim.configure(upload_ttl_seconds=0.3)
+    url = client.post("/v1/uploads/images", **_multipart(_png_bytes())).json()["url"]
+    ok = client.post("/v1/videos/generations", json={**APIMART_T2V, "first_frame_image": url})
+    assert ok.status_code == 200
+    assert sim.task(apimart_task_id(ok.json()))["mode"] == "image-to-video"
+    time.sleep(0.4)
+    assert httpx.get(url).status_code == 404
+    late = client.post("/v1/videos/generations", json={**APIMART_T2V, "first_frame_image": url})
+    assert late.status_code == 400 and "404" in late.json()["error"]["message"]
+
+
+def test_apimart_data_urls_refused_unless_accepted(sim: SimulatorHandle,
+                                                  client: httpx.Client) -> None:
+    body = {**APIMART_T2V, "first_frame_image": image_data_url()}
+    r = client.post("/v1/videos/generations", json=body)
+    assert r.status_code == 400 and "no longer supported" in r.json()["error"]["message"]
+    sim.configure(apimart_data_urls="accept")
+    assert client.post("/v1/videos/generations", json=body).status_code == 200
+    minimax = {**MINIMAX_T2V, "first_frame_image": image_data_url(), "resolution": "768P"}
+    assert client.post("/v1/video_generation", json=minimax).json()["base_resp"][
+        "status_code"] == 0
+
+
+@pytest.mark.parametrize(("setting", "shape", "expected"), [
+    ("true", "bool", True), ("false", "bool", False), ("absent", "bool", None),
+    ("true", "object", {"supported": True}), ("false", "object", {"supported": False}),
+])
+def test_model_schema_reports_idempotency(sim: SimulatorHandle, client: httpx.Client,
+                                          setting: str, shape: str, expected: Any) -> None:
+    sim.configure(model_idempotency=setting, model_schema_shape=shape)
+    r = client.get("/v1/model-schema", params={"model": "MiniMax-Hailuo-2.3",
+                                                "operation": "video_generation"})
+    body = r.json()
+    assert r.status_code == 200 and body["model"] == "MiniMax-Hailuo-2.3"
+    assert body["operation"] == "video_generation" and body["input_schema"]["properties"]
+    if expected is None:
+        assert "idempotency" not in body
+    elif isinstance(expected, dict):
+        assert body["idempotency"]["supported"] is expected["supported"]
+    else:
+        assert body["idempotency"] is expected
+    assert client.get("/v1/model-schema", params={"model": "Sora"}).status_code == 404
+    assert client.get("/v1/model-schema", params={
+        "model": "MiniMax-Hailuo-02", "operation": "image_generation"}).status_code == 400
+
+
+def test_model_not_honouring_the_key_creates_a_task_per_post(sim: SimulatorHandle,
+                                                             client: httpx.Client) -> None:
+    sim.configure(model_idempotency="false")
+    headers = {"Idempotency-Key": "same"}
+    a = client.post("/v1/videos/generations", json=APIMART_T2V, headers=headers)
+    b = client.post("/v1/videos/generations", json=APIMART_T2V, headers=headers)
+    assert apimart_task_id(a.json()) != apimart_task_id(b.json()) and sim.submits() == 2
+
+
+@pytest.mark.parametrize("version", ["auto", "legacy", "2026-07-27"])
+def test_response_version_2026_07_27(sim: SimulatorHandle, client: httpx.Client,
+                                     version: str) -> None:
+    sim.configure(apimart_response_version=version)
+    asked = {"X-APIMart-Response-Version": "2026-07-27", "Idempotency-Key": f"v-{version}"}
+    r = client.post("/v1/videos/generations", json=APIMART_T2V, headers=asked)
+    plain = client.post("/v1/videos/generations", json=APIMART_T2V)
+    if version == "legacy":
+        assert r.status_code == 200 and r.json()["code"] == 200
+    else:
+        assert r.status_code == 202 and r.headers["X-APIMart-Response-Version"] == "2026-07-27"
+        data = r.json()["data"]
+        assert r.json()["code"] == 202 and data["status"] == "queued"
+        assert data["id"].startswith("task_") and data["object"] == "generation.task"
+        replay = client.post("/v1/videos/generations", json=APIMART_T2V, headers=asked)
+        assert replay.status_code == 202 and replay.json() == r.json()
+        assert replay.headers["Idempotency-Replayed"] == "true"
+    assert plain.status_code == (202 if version == "2026-07-27" else 200)
+
+
+def test_second_request_with_a_key_in_progress_gets_409(sim: SimulatorHandle) -> None:
+    sim.configure(submit_seconds=0.8)
+    headers = {**AUTH, "Idempotency-Key": "busy"}
+    url = f"{sim.base_url}/v1/videos/generations"
+    results: list[httpx.Response] = []
+    first = threading.Thread(target=lambda: results.append(
+        httpx.post(url, json=APIMART_T2V, headers=headers, timeout=10)))
+    first.start()
+    time.sleep(0.3)
+    busy = httpx.post(url, json=APIMART_T2V, headers=headers, timeout=10)
+    first.join()
+    assert busy.status_code == 409 and busy.json()["error"]["code"] == "idempotency_in_progress"
+    assert busy.headers["Retry-After"] == "1"
+    assert results[0].status_code == 200 and sim.submits() == 1
+    again = httpx.post(url, json=APIMART_T2V, headers=headers, timeout=10)
+    assert apimart_task_id(again.json()) == apimart_task_id(results[0].json())
+
+
+@pytest.mark.parametrize(("fault", "status"), [
+    ("idempotency_in_progress", 409), ("idempotency_result_indeterminate", 409),
+    ("idempotency_key_reused", 409), ("idempotency_unavailable", 503),
+    ("build_request_failed", 500),
+])
+@pytest.mark.parametrize("style", ["code", "message"])
+def test_scripted_apimart_error_words(sim: SimulatorHandle, client: httpx.Client, fault: str,
+                                      status: int, style: str) -> None:
+    sim.configure(scripted_faults={fault: 1}, apimart_error_style=style)
+    r = client.post("/v1/videos/generations", json=APIMART_T2V)
+    error = r.json()["error"]
+    assert r.status_code == status
+    if style == "code":
+        assert error["code"] == fault
+    else:
+        assert error["code"] == status and fault in error["message"]
+    assert client.post("/v1/videos/generations", json=APIMART_T2V).status_code == 200
+    assert sim.submits() == 1 and sim.requests("submit")[0]["fault"] == fault
+
+
+def test_bad_parameters_as_build_request_failed(sim: SimulatorHandle,
+                                                client: httpx.Client) -> None:
+    sim.configure(apimart_invalid_answer="build_request_failed")
+    r = client.post("/v1/videos/generations", json={**APIMART_T2V, "duration": 7})
+    assert r.status_code == 500 and r.json()["error"]["code"] == "build_request_failed"
+    assert "duration" in r.json()["error"]["message"] and sim.submits() == 0
+
+
+def test_success_false_and_error_after_accept(sim: SimulatorHandle,
+                                              client: httpx.Client) -> None:
+    sim.configure(scripted_faults={"success_false": 1, "error_after_accept": 1})
+    r = client.post("/v1/videos/generations", json=APIMART_T2V)
+    assert r.status_code == 200 and r.json()["success"] is False and r.json()["message"]
+    assert sim.submits() == 0
+    r = client.post("/v1/videos/generations", json=APIMART_T2V)
+    assert r.status_code == 502 and sim.submits() == 1  # created, answer lost
+    assert sim.requests("submit")[-1]["fault"] == "error_after_accept"
+
+
+def test_scripted_fault_counts_and_rates(sim: SimulatorHandle, client: httpx.Client) -> None:
+    sim.configure(scripted_faults={"success_false": 2})
+    codes = [client.post("/v1/videos/generations", json=APIMART_T2V).json().get("success")
+             for _ in range(3)]
+    assert codes == [False, False, None]
+    sim.configure(scripted_faults={}, fault_rates={"success_false": 1.0})
+    assert client.post("/v1/videos/generations", json=APIMART_T2V).json()["success"] is False
+    with pytest.raises(ValueError, match="unknown fault"):
+        sim.configure(scripted_faults={"nope": 1})
+    from hailuo.simulator.cli import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(
+        ["--fault", "file_1013=2", "--fault", "success_false", "--fault-rate",
+         "error_after_accept=0.5", "--wrong-region-code", "2049"]))
+    assert config.scripted_faults == {"file_1013": 2, "success_false": -1}
+    assert config.fault_rates == {"error_after_accept": 0.5}
+    assert config.wrong_region_code == 2049
+
+
+def test_status_words_costs_and_missing_links(sim: SimulatorHandle,
+                                              client: httpx.Client) -> None:
+    sim.configure(unknown_status_word="rendering", render_seconds=30,
+                  apimart_cost_field="credits_cost")
+    task_id = apimart_task_id(client.post("/v1/videos/generations", json=APIMART_T2V).json())
+    data = client.get(f"/v1/tasks/{task_id}").json()["data"]
+    assert data["status"] == "rendering" and "cost" not in data
+    assert data["credits_cost"] == pytest.approx(2.0)  # $0.20 at 10 credits per dollar
+    m_id = client.post("/v1/video_generation", json=MINIMAX_T2V).json()["task_id"]
+    q = client.get("/v1/query/video_generation", params={"task_id": m_id}).json()
+    assert q["status"] == "rendering"
+    sim.configure(scripted_faults={"completed_without_url": 1, "success_without_file_id": 1,
+                                   "file_1013": 1, "file_without_url": 1})
+    for tid in (task_id, m_id):
+        httpx.post(f"{sim.base_url}/_sim/tasks/{tid}/complete-now").raise_for_status()
+    done = client.get(f"/v1/tasks/{task_id}").json()["data"]
+    assert done["status"] == "completed" and "result" not in done
+    assert "result" in client.get(f"/v1/tasks/{task_id}").json()["data"]
+    q = client.get("/v1/query/video_generation", params={"task_id": m_id}).json()
+    assert q["status"] == "Success" and "file_id" not in q
+    q = client.get("/v1/query/video_generation", params={"task_id": m_id}).json()
+    f = client.get("/v1/files/retrieve", params={"file_id": q["file_id"]}).json()
+    assert f["base_resp"]["status_code"] == 1013
+    f = client.get("/v1/files/retrieve", params={"file_id": q["file_id"]}).json()
+    assert f["base_resp"]["status_code"] == 0 and "download_url" not in f["file"]
+    f = client.get("/v1/files/retrieve", params={"file_id": q["file_id"]}).json()
+    assert f["file"]["download_url"]
+
+
+@pytest.mark.parametrize("code", [1004, 2049])
+def test_wrong_region_key(sim: SimulatorHandle, client: httpx.Client, code: int) -> None:
+    sim.configure(wrong_region_code=code)
+    r = client.post("/v1/video_generation", json=MINIMAX_T2V)
+    assert r.status_code == 200 and r.json()["base_resp"]["status_code"] == code
+    q = client.get("/v1/query/video_generation", params={"task_id": "1"}).json()
+    assert q["base_resp"]["status_code"] == code
+    assert client.post("/v1/videos/generations", json=APIMART_T2V).status_code == 200
+    assert sim.submits() == 1 and sim.requests("submit")[0]["auth"] == "wrong_region"

@@ -6,6 +6,7 @@ shapes, status words and error codes. It does no I/O; ``hailuo.client`` does the
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -13,7 +14,15 @@ from typing import Any
 
 from hailuo import errors
 from hailuo.capabilities import Provider
-from hailuo.models import Job, VideoRequest
+from hailuo.models import Job, JobStatus, VideoRequest, parse_status
+
+log = logging.getLogger("hailuo.providers")
+
+#: Models whose documentation lists ``fast_pretreatment`` (MiniMax: "only applicable to
+#: MiniMax-Hailuo-2.3, MiniMax-Hailuo-2.3-Fast and MiniMax-Hailuo-02"; APIMart's Hailuo-02
+#: and Hailuo-2.3 pages). Other models are never sent the field.
+FAST_PRETREATMENT_MODELS = frozenset({"MiniMax-Hailuo-02", "MiniMax-Hailuo-2.3",
+                                      "MiniMax-Hailuo-2.3-Fast"})
 
 # MiniMax base_resp codes (api-contract.md section 2), also seen inside APIMart errors.
 _CODE_ERRORS: dict[int, type[errors.HailuoError]] = {
@@ -22,6 +31,7 @@ _CODE_ERRORS: dict[int, type[errors.HailuoError]] = {
     1002: errors.RateLimitedError,
     1004: errors.AuthenticationError,
     1008: errors.InsufficientBalanceError,
+    1013: errors.ProviderUnavailableError,  # transient (seen on files/retrieve): retry
     1024: errors.ProviderUnavailableError,
     1026: errors.ContentRejectedError,
     1027: errors.ContentRejectedError,
@@ -77,6 +87,27 @@ def from_unix(value: Any) -> datetime | None:
         return None
 
 
+def status_word(value: Any, *, task_id: str | None = None,
+                default: JobStatus = JobStatus.PROCESSING, lenient: bool = True) -> JobStatus:
+    """A provider status word as a ``JobStatus``; an unknown word means "still running".
+
+    Providers add words (``queued`` arrived with APIMart's 2026-07-27 answers); a word we do
+    not know must not crash a wait. It is reported as ``default`` (not terminal), so the
+    wait goes on until a known terminal word or the wait's own deadline. ``lenient=False``
+    (callback bodies, which a poll double-checks anyway) raises ``ValueError`` instead.
+    """
+    if value is None or value == "":
+        return default
+    try:
+        return parse_status(str(value))
+    except ValueError:
+        if not lenient:
+            raise
+        log.warning("unknown status word %r for task %s; treating it as still running",
+                    str(value)[:40], task_id or "?")
+        return default
+
+
 def as_int(value: Any) -> int | None:
     try:
         return int(value)
@@ -89,8 +120,19 @@ class Dialect(ABC):
 
     provider: Provider
     submit_path: str
-    #: Whether the provider de-duplicates submits by an ``Idempotency-Key`` header.
-    honours_idempotency_key: bool = False
+    #: Whether submits carry an ``Idempotency-Key`` header. Sending it is not proof that the
+    #: provider de-duplicates by it for every model: see ``HailuoClient.submit``.
+    sends_idempotency_key: bool = False
+    #: Whether local images must be uploaded first (no data: URLs in generation bodies).
+    uploads_images: bool = False
+
+    def submit_headers(self, idempotency_key: str) -> dict[str, str]:
+        """Extra headers of a generation POST."""
+        return {}
+
+    def idempotency_signal(self, status_code: int, body: Any) -> str | None:
+        """The provider's idempotency verdict on a submit answer, if it gave one."""
+        return None
 
     @abstractmethod
     def submit_body(self, request: VideoRequest, images: Mapping[str, str]) -> dict[str, Any]:
@@ -106,9 +148,14 @@ class Dialect(ABC):
 
     @abstractmethod
     def parse_status(
-        self, task_id: str, status_code: int, body: Any, retry_after: float | None
+        self, task_id: str, status_code: int, body: Any, retry_after: float | None, *,
+        lenient: bool = False,
     ) -> Job:
-        """The job from a status answer (or a callback body), or raise the typed error."""
+        """The job from a status answer (or a callback body), or raise the typed error.
+
+        ``lenient``: an unknown status word is "still running" (polls); otherwise it raises
+        ``ValueError`` (callback bodies: the receiver refuses them and the wait re-polls).
+        """
 
     def file_call(self, job: Job) -> tuple[str, dict[str, str]] | None:
         """(path, params) of an extra lookup needed for download links, if any."""

@@ -1,9 +1,11 @@
 """A local stand-in for the APIMart and MiniMax Hailuo APIs, over real HTTP.
 
-It speaks both providers' wire dialects as ``api-contract.md`` documents them, validates
-like they do, renders real MP4s and injects the faults real clients meet (rate limits,
-5xx, dropped connections, failed tasks, truncated downloads, expired links, callback
-retries). ``run_simulator(**knobs)`` starts it in-process on a free port;
+It speaks both providers' wire dialects as ``api-contract.md`` and ``api-contract-v2.md``
+document them (APIMart uploads, model schema, response version 2026-07-27 and its
+idempotency answers included), validates like they do, renders real MP4s and injects the
+faults real clients meet (rate limits, 5xx, dropped connections, failed tasks, truncated
+downloads, expired links, callback retries, and the scripted answers listed in
+``hailuo.simulator.config.FAULTS``). ``run_simulator(**knobs)`` starts it in-process on a free port;
 ``python -m hailuo.simulator`` runs it in the foreground.
 
 Exports are resolved lazily so ``import hailuo.simulator.render`` (used by the media

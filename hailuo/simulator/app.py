@@ -1,11 +1,20 @@
 """The HTTP face of the simulator: both providers' routes, faults, auth, the admin API.
 
 Why the order of checks in ``Exchange.begin`` (drop, slow, auth, 5xx) and then, for a
-submit, replay -> rate limit -> validation: a dropped connection happens before the
-provider sees anything; an idempotent replay must return the original task without
-spending quota; and the provider counts a request against the rate limit before it
-looks at the body. Every request is logged with a sha256 of its body and whether the
-key was accepted - never the key itself.
+submit, scripted answers -> replay -> rate limit -> validation: a dropped connection
+happens before the provider sees anything; an idempotent replay must return the original
+task without spending quota; and the provider counts a request against the rate limit
+before it looks at the body. Every request is logged with a sha256 of its body and
+whether the key was accepted - never the key itself.
+
+APIMart as it is today (api-contract-v2.md section 2): ``POST /v1/uploads/images`` and the
+URLs it hands out, ``GET /v1/model-schema`` (whose ``idempotency`` answer also decides
+whether ``Idempotency-Key`` is honoured), the 2026-07-27 answer (HTTP 202) when asked for,
+409 ``idempotency_in_progress`` while the first request with a key is still being handled,
+``idempotency_key_reused`` for the same key with another body, and data: URLs refused.
+The other documented answers (``build_request_failed``, ``success: false``, the other
+idempotency words, MiniMax 1013 and missing links, a key of the other region) come from
+knobs: ``scripted_faults`` / ``fault_rates`` and the behaviour knobs in ``config.py``.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import time
 from contextlib import asynccontextmanager
 from typing import Any
@@ -26,11 +36,14 @@ from starlette.responses import JSONResponse, Response
 
 from hailuo.capabilities import Provider
 from hailuo.providers import SIMULATOR_HEADER
+from hailuo.simulator import hostile, uploads, v2
 from hailuo.simulator.config import SimulatorConfig
 from hailuo.simulator.core import Simulator
 from hailuo.simulator.downloads import FileStream, cdn_error
 from hailuo.simulator.faults import (
+    IDEMPOTENCY_ERRORS,
     apimart_error,
+    apimart_word_error,
     minimax_base,
     minimax_error,
     server_error_body,
@@ -38,6 +51,9 @@ from hailuo.simulator.faults import (
 from hailuo.simulator.state import Phase, Replay, Task
 from hailuo.simulator.transport import DropConnection
 from hailuo.simulator.validation import Rejected, parse_submission
+
+RESPONSE_VERSION = "2026-07-27"
+MAX_UPLOAD_REQUEST = 21 * 1024 * 1024  # 20 MB of image plus multipart framing
 
 request_log = logging.getLogger("hailuo.simulator.requests")
 
@@ -96,6 +112,12 @@ class Exchange:
             self.entry["auth"] = "missing"
         elif accepted is None or any(hmac.compare_digest(key.encode(), k.encode())
                                      for k in accepted):
+            region = self.sim.config.wrong_region_code
+            if region is not None and self.provider is MINIMAX:
+                # A key of the other region: MiniMax refuses it like a wrong key.
+                self.entry["auth"] = "wrong_region"
+                self.faults.append("wrong_region")
+                return self.reply(minimax_error(region))
             self.entry["auth"] = "accepted"
             self.who = hashlib.sha256(key.encode()).hexdigest()[:16]
             return None
@@ -129,8 +151,31 @@ class Exchange:
             return self.reply(apimart_error(status, message, type_), status)
         return self.reply(minimax_error(2013, f"invalid params, {message}", **minimax_extra))
 
+    def refuse(self, message: str) -> Response:
+        """The provider refusing a submit's parameters: APIMart HTTP 400, or HTTP 500
+        ``build_request_failed`` when so configured; MiniMax 200 + code 2013."""
+        if self.provider is APIMART and (
+                self.sim.config.apimart_invalid_answer == "build_request_failed"):
+            return self.build_request_failed(message)
+        return self.invalid(message, task_id="")
+
+    def build_request_failed(self, message: str) -> Response:
+        self.faults.append("build_request_failed")
+        body = apimart_word_error("build_request_failed", message, 500,
+                                  "invalid_request_error", self.sim.config.apimart_error_style)
+        return self.reply(body, 500)
+
+    def idempotency_error(self, word: str, retry_after: int | None = None) -> Response:
+        status, message = IDEMPOTENCY_ERRORS[word]
+        self.faults.append(word)
+        body = apimart_word_error(word, message, status, "idempotency_error",
+                                  self.sim.config.apimart_error_style)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return self.reply(body, status, headers)
+
     def reply(self, body: dict[str, Any], status: int = 200,
               headers: dict[str, str] | None = None) -> Response:
+        body = hostile.echo_key(self, body, status)
         self.entry["code"] = _provider_code(body)
         self.finish(status)
         return JSONResponse(body, status_code=status, headers=headers)
@@ -160,12 +205,21 @@ def _safe_query(request: Request) -> dict[str, str]:
     return {k: v for k, v in request.query_params.items() if k != "sig"}
 
 
-def _provider_code(body: dict[str, Any]) -> int | None:
+def _provider_code(body: dict[str, Any]) -> int | str | None:
     if "base_resp" in body:
         return body["base_resp"].get("status_code")
     if "error" in body and isinstance(body["error"], dict):
         return body["error"].get("code")
     return body.get("code")
+
+
+def _versioned(config: SimulatorConfig, request: Request) -> bool:
+    """Whether APIMart answers a submit in the 2026-07-27 shape (HTTP 202)."""
+    if config.apimart_response_version == "legacy":
+        return False
+    if config.apimart_response_version == RESPONSE_VERSION:
+        return True
+    return request.headers.get("x-apimart-response-version") == RESPONSE_VERSION
 
 
 def _canonical_hash(body: Any) -> str:
@@ -215,10 +269,30 @@ def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
                   docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sim = sim
     app.add_middleware(MarkSimulated)
+    v2.register(app, sim, Exchange)  # MiniMax video v2 (H3): hailuo.simulator.v2
+    from hailuo.simulator.media_apis import register_media_routes  # speech, music, images
+    register_media_routes(app, sim)
 
     idem_locks: dict[tuple[str, str], asyncio.Lock] = {}
 
     # -- submit ----------------------------------------------------------------------
+    def submit_fault(ex: Exchange) -> Response | None:
+        """APIMart answers that replace a submit's outcome (scripted or random faults)."""
+        for word in ("idempotency_in_progress", "idempotency_result_indeterminate",
+                     "idempotency_key_reused", "idempotency_unavailable"):
+            if sim.fault(word):
+                retry = 1 if word in ("idempotency_in_progress",
+                                      "idempotency_unavailable") else None
+                return ex.idempotency_error(word, retry)
+        if sim.fault("build_request_failed"):
+            return ex.build_request_failed("failed to build the upstream request: invalid "
+                                           "parameters for this model")
+        if sim.fault("success_false"):
+            ex.faults.append("success_false")
+            return ex.reply({"success": False, "message": "no available channel for this "
+                             "model, please try again later"})
+        return None
+
     async def submit(request: Request, provider: Provider) -> Response | DropConnection:
         ex = Exchange(sim, request, provider, "submit")
         early = await ex.begin()
@@ -226,47 +300,82 @@ def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
             return early
         raw = await request.body()
         ex.entry["body_sha256"] = hashlib.sha256(raw).hexdigest()
+        if provider is APIMART:
+            faulted = submit_fault(ex)
+            if faulted is not None:
+                return faulted
         try:
             body = json.loads(raw or b"null")
         except ValueError:
-            return ex.invalid("request body is not valid JSON", task_id="")
+            return ex.refuse("request body is not valid JSON")
         key = request.headers.get("idempotency-key") if provider is APIMART else None
+        if sim.config.model_idempotency != "true":
+            key = None  # this model does not honour Idempotency-Key: every POST is new
         if not key:
             return await accept(ex, provider, body, None)
         assert ex.who is not None
         lock = idem_locks.setdefault((ex.who, key), asyncio.Lock())
-        async with lock:  # concurrent retries with one key must not both create tasks
+        if lock.locked():  # the first request with this key is still being handled
+            return ex.idempotency_error("idempotency_in_progress",
+                                        max(1, math.ceil(sim.config.submit_seconds)))
+        async with lock:
             replay = sim.state.replays.get((ex.who, key))
             if replay is not None:
                 if replay.body_hash != _canonical_hash(body):
-                    return ex.invalid("Idempotency-Key was already used with a different "
-                                      "request body", status=409, type_="idempotency_error")
+                    return ex.idempotency_error("idempotency_key_reused")
                 ex.entry.update(replay=True, task_id=replay.task_id)
-                return ex.reply(replay.response)
+                return ex.reply(replay.response, replay.status,
+                                {**replay.headers, "Idempotency-Replayed": "true"})
             return await accept(ex, provider, body, key)
+
+    def local_image(url: str, field: str) -> bytes | None:
+        """An image in the simulator's own upload store (APIMart reads its own uploads)."""
+        name = uploads.name_of(url)
+        if name is None:
+            return None
+        upload = sim.state.upload(name)
+        if upload is None or upload.expired():
+            raise Rejected(f"{field} could not be downloaded (HTTP 404)", field)
+        return upload.data
 
     async def accept(ex: Exchange, provider: Provider, body: Any,
                      key: str | None) -> Response | DropConnection:
         limited = ex.rate_limit("submit", sim.config.rpm)
         if limited is not None:
             return limited
+        config = sim.config
+        if config.submit_seconds > 0:
+            await asyncio.sleep(config.submit_seconds)
         try:
-            sub = await parse_submission(provider, body, client=sim.client,
-                                         fetch_timeout=sim.config.image_fetch_timeout)
+            sub = await parse_submission(
+                provider, body, client=sim.client, fetch_timeout=config.image_fetch_timeout,
+                data_urls=provider is MINIMAX or config.apimart_data_urls == "accept",
+                undocumented_fields=config.undocumented_fields, local_images=local_image)
         except Rejected as exc:
-            return ex.invalid(exc.message, task_id="")
+            return ex.refuse(exc.message)
         task = sim.create_task(sub, base_url=ex.base_url, idempotency_key=key)
         ex.entry.update(task_id=task.id, accepted=True)
+        status, headers = 200, {}
         if provider is APIMART:
-            answer = sim.apimart_submit_body(task)
+            versioned = _versioned(config, ex.request)
+            answer = sim.apimart_submit_body(task, versioned=versioned)
+            if versioned:
+                status, headers = 202, {"X-APIMart-Response-Version": RESPONSE_VERSION}
         else:
             answer = {"task_id": task.id, "base_resp": minimax_base(0)}
         if key is not None:
             assert ex.who is not None
-            sim.state.replays[(ex.who, key)] = Replay(_canonical_hash(body), task.id, answer)
-        if sim.dice.roll("drop_after_submit", sim.config.drop_after_submit_rate):
+            sim.state.replays[(ex.who, key)] = Replay(_canonical_hash(body), task.id, answer,
+                                                      status, headers)
+        if sim.dice.roll("drop_after_submit", config.drop_after_submit_rate):
             return ex.drop("dropped_after_submit")
-        return ex.reply(answer)
+        if sim.fault("error_after_accept"):
+            ex.faults.append("error_after_accept")
+            return ex.reply(server_error_body(provider, 502), 502)
+        made_hostile = hostile.submit_answer(ex, answer, task.id, status)
+        if isinstance(made_hostile, Response):
+            return made_hostile
+        return ex.reply(made_hostile or answer, status, headers)
 
     @app.post("/v1/videos/generations")
     async def apimart_submit(request: Request) -> Any:
@@ -294,7 +403,11 @@ def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
         task = sim.state.task(task_id, APIMART)
         if task is None:
             return ex.invalid(f"Task {task_id} not found", status=404, type_="not_found_error")
-        return ex.reply(sim.apimart_status_body(task, ex.base_url))
+        without_url = (task.phase()[0] is Phase.COMPLETED and sim.fault("completed_without_url"))
+        if without_url:
+            ex.faults.append("completed_without_url")
+        return hostile.status_answer(
+            ex, sim.apimart_status_body(task, ex.base_url, without_url=without_url), task.id)
 
     @app.get("/v1/query/video_generation")
     async def minimax_query(request: Request) -> Any:
@@ -308,7 +421,11 @@ def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
             reason = "task not found" if task_id else "task_id is required"
             return ex.reply({"task_id": task_id, "status": "",
                              "base_resp": minimax_base(2013, f"invalid params, {reason}")})
-        return ex.reply(sim.minimax_query_body(task))
+        without = (task.phase()[0] is Phase.COMPLETED and sim.fault("success_without_file_id"))
+        if without:
+            ex.faults.append("success_without_file_id")
+        return hostile.status_answer(
+            ex, sim.minimax_query_body(task, without_file_id=without), task.id)
 
     @app.get("/v1/files/retrieve")
     async def minimax_file(request: Request) -> Any:
@@ -321,7 +438,67 @@ def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
             ex.entry["task_id"] = task.id
         if task is None or task.phase()[0] is not Phase.COMPLETED:
             return ex.reply(minimax_error(2013, "invalid params, file not found"))
-        return ex.reply(sim.minimax_file_body(task, ex.base_url))
+        if sim.fault("file_1013"):
+            ex.faults.append("file_1013")
+            return ex.reply(minimax_error(1013))
+        without_url = sim.fault("file_without_url")
+        if without_url:
+            ex.faults.append("file_without_url")
+        return ex.reply(sim.minimax_file_body(task, ex.base_url, without_url=without_url))
+
+    # -- APIMart uploads and model schema --------------------------------------------
+    @app.post("/v1/uploads/images")
+    async def apimart_upload(request: Request) -> Any:
+        ex = Exchange(sim, request, APIMART, "upload")
+        early = await ex.begin()
+        if early is not None:
+            return early
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_UPLOAD_REQUEST:
+            return ex.reply(apimart_error(413, "file too large; the maximum is 20 MB",
+                                          "invalid_request_error"), 413)
+        raw = await request.body()
+        ex.entry["body_sha256"] = hashlib.sha256(raw).hexdigest()
+        try:
+            data, filename = uploads.file_field(request.headers.get("content-type", ""), raw)
+            assert ex.who is not None
+            upload = uploads.store(data, filename, who=ex.who,
+                                   ttl=sim.config.upload_ttl_seconds)
+        except uploads.UploadRefused as exc:
+            return ex.reply(apimart_error(exc.status, exc.message, "invalid_request_error"),
+                            exc.status)
+        sim.state.add_upload(upload)
+        ex.entry["accepted"] = True
+        base = sim.config.public_base_url or ex.base_url
+        return ex.reply(uploads.answer(upload, base))
+
+    @app.api_route(uploads.UPLOAD_ROUTE + "/{name}", methods=["GET", "HEAD"])
+    async def uploaded_image(name: str, request: Request) -> Any:
+        ex = Exchange(sim, request, None, "image")
+        upload = sim.state.upload(name)
+        if upload is None or upload.expired():
+            ex.finish(404)
+            return cdn_error(404, "NoSuchKey", "The specified key does not exist.")
+        ex.finish(200)
+        content = b"" if request.method == "HEAD" else upload.data
+        return Response(content, media_type=upload.content_type,
+                        headers={"Content-Length": str(len(upload.data))})
+
+    @app.get("/v1/model-schema")
+    async def model_schema(request: Request) -> Any:
+        ex = Exchange(sim, request, APIMART, "schema")
+        early = await ex.begin()
+        if early is not None:
+            return early
+        model = request.query_params.get("model", "")
+        operation = request.query_params.get("operation") or "video_generation"
+        if not uploads.known_model(model):
+            return ex.invalid(f"model {model or '(none)'} not found", status=404,
+                              type_="not_found_error")
+        if operation != "video_generation":
+            return ex.invalid(f"model {model} does not support operation {operation}")
+        return ex.reply(uploads.model_schema(model, operation, sim.config.model_idempotency,
+                                             sim.config.model_schema_shape))
 
     # -- downloads -------------------------------------------------------------------
     async def download(request: Request, route: str, token: str) -> Any:
@@ -343,6 +520,9 @@ def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
         if task is None or task.path is None or not task.path.exists():
             ex.finish(404)
             return cdn_error(404, "NoSuchKey", "The specified key does not exist.")
+        made_hostile = hostile.download_answer(ex, task.path)
+        if made_hostile is not None:
+            return made_hostile
         truncate = request.method == "GET" and sim.dice.roll("truncate",
                                                              sim.config.truncate_rate)
         stream = FileStream(task.path, method=request.method,

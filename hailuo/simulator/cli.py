@@ -19,7 +19,7 @@ from typing import Any
 from hailuo.simulator.config import SimulatorConfig
 
 _SPECIAL = {"accepted_keys", "fail_codes", "callback_retry_delays", "price_per_second",
-            "signing_secret"}
+            "signing_secret", "scripted_faults", "fault_rates"}
 
 
 def _scalar(annotation: Any) -> Any:
@@ -38,6 +38,18 @@ def _floats(text: str) -> list[float]:
 
 def _ints(text: str) -> list[int]:
     return [int(part) for part in text.split(",") if part.strip()]
+
+
+def _fault_count(text: str) -> tuple[str, int]:
+    name, _, count = text.partition("=")
+    return name.strip(), int(count) if count.strip() else -1
+
+
+def _fault_rate(text: str) -> tuple[str, float]:
+    name, _, rate = text.partition("=")
+    if not rate.strip():
+        raise argparse.ArgumentTypeError("expected NAME=RATE, e.g. file_1013=0.2")
+    return name.strip(), float(rate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,12 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Comma-separated failure codes, e.g. 1000,1026.")
     parser.add_argument("--callback-retry-delays", dest="callback_retry_delays", type=_floats,
                         default=None, help="Comma-separated seconds, e.g. 10,30,60.")
+    parser.add_argument("--fault", dest="scripted_faults", type=_fault_count, action="append",
+                        default=None, help="NAME[=COUNT]: produce a fault COUNT times "
+                        "(default: always), e.g. --fault file_1013=2. "
+                        + (SimulatorConfig.model_fields["scripted_faults"].description or ""))
+    parser.add_argument("--fault-rate", dest="fault_rates", type=_fault_rate, action="append",
+                        default=None, help="NAME=RATE: produce a fault at random.")
     parser.add_argument("--quiet", action="store_true", help="Do not print request lines.")
     return parser
 
 
 def config_from_args(args: argparse.Namespace) -> SimulatorConfig:
     knobs = {k: v for k, v in vars(args).items() if v is not None and k != "quiet"}
+    for name in ("scripted_faults", "fault_rates"):
+        if name in knobs:
+            knobs[name] = dict(knobs[name])
     return SimulatorConfig(**knobs)
 
 
@@ -106,6 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("  APIMart: POST /v1/videos/generations, GET /v1/tasks/{id}", flush=True)
     print("  MiniMax: POST /v1/video_generation, GET /v1/query/video_generation, "
           "GET /v1/files/retrieve", flush=True)
+    print("           POST /v1/uploads/images, GET /v1/model-schema", flush=True)
     print("  admin:   /_sim/requests, /_sim/config, /_sim/tasks, /_sim/reset", flush=True)
     server = uvicorn.Server(uvicorn_config(app, config))
     try:

@@ -17,6 +17,30 @@ Rate = float  # a probability in [0, 1]
 # Knobs that only take effect when the server starts; everything else may change live.
 STARTUP_ONLY = frozenset({"host", "port", "data_dir", "render_workers", "signing_secret"})
 
+#: Faults that ``scripted_faults`` / ``fault_rates`` can produce, and where.
+FAULTS: dict[str, str] = {
+    "build_request_failed": "APIMart submit: HTTP 500 build_request_failed (bad parameters), "
+                            "nothing created",
+    "success_false": 'APIMart submit: HTTP 200 {"success": false, "message": ...}, nothing '
+                     "created",
+    "idempotency_in_progress": "APIMart submit: HTTP 409 idempotency_in_progress with "
+                               "Retry-After: 1, nothing created",
+    "idempotency_result_indeterminate": "APIMart submit: HTTP 409 "
+                                        "idempotency_result_indeterminate",
+    "idempotency_key_reused": "APIMart submit: HTTP 409 idempotency_key_reused",
+    "idempotency_unavailable": "APIMart submit: HTTP 503 idempotency_unavailable, not "
+                               "executed",
+    "error_after_accept": "Either submit: the task IS created, then HTTP 502 is answered",
+    "completed_without_url": "APIMart status: completed without result.videos",
+    "success_without_file_id": "MiniMax query: Success without file_id",
+    "file_1013": "MiniMax files/retrieve: base_resp 1013 (transient)",
+    "file_without_url": "MiniMax files/retrieve: a file without download_url",
+    "h3_plan_key": "MiniMax v2 submit: HTTP 400, 2013 TokenPlan or Credit does not support "
+                   "H3 (a plan key), nothing created",
+    "v2_server_error": "MiniMax v2 submit: HTTP 500 server_error (1000) before the task "
+                       "exists, nothing created",
+}
+
 
 def _rate(description: str) -> Any:
     return Field(0.0, ge=0.0, le=1.0, description=description)
@@ -48,7 +72,43 @@ class SimulatorConfig(BaseModel):
     render_preset: str = Field("ultrafast", description="x264 preset for renders.")
     link_ttl_seconds: float = Field(3600.0, gt=0, description="Signed download link lifetime.")
     apimart_submit_shape: Literal["list", "object", "alternate"] = Field(
-        "alternate", description="Which documented APIMart submit answer to give.")
+        "alternate", description="Which legacy APIMart submit answer to give.")
+    apimart_response_version: Literal["auto", "legacy", "2026-07-27"] = Field(
+        "auto", description="APIMart submit answers: auto gives HTTP 202 {code:202, data:{id, "
+        "status:queued}} to requests sending X-APIMart-Response-Version: 2026-07-27 and the "
+        "legacy shapes to others; legacy ignores the header; 2026-07-27 always answers 202.")
+    apimart_error_style: Literal["code", "message"] = Field(
+        "code", description="Where APIMart puts an error word (idempotency_*, "
+        "build_request_failed): in error.code, or in error.message with the HTTP status as "
+        "code.")
+    apimart_invalid_answer: Literal["http_400", "build_request_failed"] = Field(
+        "http_400", description="How APIMart refuses bad parameters: HTTP 400 "
+        "invalid_request_error, or HTTP 500 build_request_failed.")
+    apimart_data_urls: Literal["reject", "accept"] = Field(
+        "reject", description="APIMart generation calls with a data: image: refused (APIMart "
+        "today: upload first) or accepted (older docs).")
+    model_idempotency: Literal["true", "false", "absent"] = Field(
+        "true", description="What GET /v1/model-schema reports as idempotency for every "
+        "model; with false or absent APIMart also ignores Idempotency-Key (no replays, no "
+        "409s).")
+    model_schema_shape: Literal["bool", "object"] = Field(
+        "bool", description='idempotency as a boolean or as {"supported": bool, ...}.')
+    upload_ttl_seconds: float = Field(259200.0, gt=0, description="Lifetime of an uploaded "
+                                      "image URL (APIMart: 72 h).")
+    apimart_cost_field: Literal["cost", "credits_cost", "both"] = Field(
+        "cost", description="APIMart status reports cost (USD), credits_cost (credits, 10 = "
+        "1 USD) or both.")
+    submit_seconds: float = Field(0.0, ge=0, description="Time APIMart takes to accept a "
+                                  "submit; another request with the same Idempotency-Key "
+                                  "meanwhile gets 409 idempotency_in_progress.")
+    unknown_status_word: str | None = Field(
+        None, description="Report running tasks with this status word (both providers).")
+    wrong_region_code: int | None = Field(
+        None, description="MiniMax answers every call as for a key of the other region: "
+        "base_resp 1004 or 2049.")
+    undocumented_fields: Literal["reject", "ignore"] = Field(
+        "reject", description="fast_pretreatment sent to a model that does not document it: "
+        "refused (invalid params) or ignored.")
     file_bytes_zero: bool = Field(False, description="MiniMax files/retrieve reports bytes=0, "
                                   "as the real service sometimes does.")
     image_fetch_timeout: float = Field(5.0, gt=0, description="Timeout fetching image URLs.")
@@ -74,6 +134,39 @@ class SimulatorConfig(BaseModel):
     truncate_rate: Rate = _rate("Downloads that send the full Content-Length but part of the "
                                 "body, then close.")
     expired_link_rate: Rate = _rate("Hand out links that have already expired.")
+    scripted_faults: dict[str, int] = Field(
+        default_factory=dict, description="Faults produced this many times on their route, "
+        "then normal answers (-1: every time); counting restarts when the knob is set. "
+        "Names: " + ", ".join(FAULTS) + ".")
+    fault_rates: dict[str, float] = Field(
+        default_factory=dict, description="The same faults at random, each with this "
+        "probability.")
+
+    # Hostile answers (issue 13 C; see hailuo.simulator.hostile). All off by default.
+    hostile_task_id: str | None = Field(
+        None, description="Submit and status answers carry this task id (e.g. "
+        "'../../etc/x') instead of the task's own; the task is still created.")
+    status_id_mismatch: bool = Field(False, description="Status answers name another task.")
+    echo_key_in_errors: bool = Field(
+        False, description="Error answers and failure messages echo the caller's key "
+        "(in 'Bearer <key>', URL-encoded, and a long prefix).")
+    gzip_bomb_download: bool = Field(
+        False, description="Downloads answer gzip that inflates ~1000-fold (64 MiB).")
+    huge_status_body: bool = Field(False, description="Status answers are 4 MiB of JSON.")
+    deep_json: bool = Field(
+        False, description="Submit (after creating the task) and status answers are JSON "
+        "nested 100000 deep.")
+    trickle_bytes: float = Field(
+        0.0, ge=0, description="Status answers and downloads are sent one byte every this "
+        "many seconds (0: off).")
+    redirect_download_to: str | None = Field(
+        None, description="Downloads answer 302 to this URL; '{path}' in it becomes the "
+        "original path and query.")
+    undecodable_submit_body: bool = Field(
+        False, description="Submit creates the task, then answers bytes that are not JSON.")
+    broken_gzip: bool = Field(
+        False, description="Submit (after creating the task) and status answers claim gzip "
+        "over a corrupt stream.")
 
     # Callbacks
     callback_duplicate_rate: Rate = _rate("Deliver a callback twice.")
@@ -89,6 +182,25 @@ class SimulatorConfig(BaseModel):
         default_factory=lambda: {"512p": 0.04, "720p": 0.04, "768p": 0.04, "1080p": 0.08},
         description="Cost reported per second of video, by resolution (guide prices; 512p "
         "and 720p assumed).")
+
+    @field_validator("scripted_faults", "fault_rates")
+    @classmethod
+    def _known_faults(cls, value: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(value) - set(FAULTS))
+        if unknown:
+            raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(FAULTS)}")
+        for name, amount in value.items():
+            if isinstance(amount, float) and not 0.0 <= amount <= 1.0:
+                raise ValueError(f"fault rate of {name} must be within [0, 1]")
+        return value
+
+    @field_validator("wrong_region_code")
+    @classmethod
+    def _region_code(cls, value: int | None) -> int | None:
+        if value not in (None, 1004, 2049):
+            raise ValueError("wrong_region_code must be 1004 or 2049")
+        return value
 
     @field_validator("fail_codes")
     @classmethod

@@ -13,6 +13,7 @@ import hmac
 import logging
 import secrets
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ class Simulator:
         self.client: httpx.AsyncClient | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._submit_count = 0
+        self._faults_lock = threading.Lock()
+        self._fault_left: dict[str, int] = dict(config.scripted_faults)
 
     # -- configuration --------------------------------------------------------------
     @property
@@ -82,8 +85,22 @@ class Simulator:
         new = self._config.updated(**knobs)
         if "seed" in knobs:
             self.dice.reseed(new.seed)
+        if "scripted_faults" in knobs:
+            with self._faults_lock:
+                self._fault_left = dict(new.scripted_faults)
         self._config = new
         return new
+
+    def fault(self, name: str) -> bool:
+        """Whether fault ``name`` strikes now: a scripted one while its count lasts (-1:
+        always), else at random with its ``fault_rates`` probability."""
+        with self._faults_lock:
+            left = self._fault_left.get(name, 0)
+            if left != 0:
+                if left > 0:
+                    self._fault_left[name] = left - 1
+                return True
+        return self.dice.roll(name, self._config.fault_rates.get(name, 0.0))
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -183,20 +200,33 @@ class Simulator:
         return "link_expired" if when < time.time() else None
 
     # -- APIMart bodies --------------------------------------------------------------
-    def apimart_submit_body(self, task: Task) -> dict[str, Any]:
+    def apimart_submit_body(self, task: Task, *, versioned: bool = False) -> dict[str, Any]:
+        """The submit answer: the 2026-07-27 shape (sent with HTTP 202) or a legacy one."""
+        if versioned:
+            return {"code": 202, "data": {"id": task.id, "object": "generation.task",
+                                          "status": "queued"},
+                    "request_id": f"req_{secrets.token_hex(8)}"}
         if self.next_submit_shape() == "list":
             return {"code": 200, "data": [{"status": "submitted", "task_id": task.id}]}
         return {"code": 200, "data": {"id": task.id, "status": "pending", "progress": 0,
                                       "task_info": {"estimated_time": task.estimated_time}}}
 
-    def apimart_status_body(self, task: Task, base_url: str) -> dict[str, Any]:
+    def apimart_status_body(self, task: Task, base_url: str, *,
+                            without_url: bool = False) -> dict[str, Any]:
         phase, progress = task.phase()
         data: dict[str, Any] = {
-            "id": task.id, "status": _APIMART_STATUS[phase], "progress": progress,
-            "created": int(task.created_at), "estimated_time": task.estimated_time,
-            "cost": task.cost,
+            "id": task.id, "status": self._word(phase, _APIMART_STATUS[phase]),
+            "progress": progress, "created": int(task.created_at),
+            "estimated_time": task.estimated_time,
         }
-        if phase is Phase.COMPLETED:
+        field = self._config.apimart_cost_field
+        if field in ("cost", "both"):
+            data["cost"] = task.cost
+        if field in ("credits_cost", "both") and task.cost is not None:
+            data["credits_cost"] = round(task.cost * 10, 4)  # 10 credits = 1 USD
+        if phase is Phase.COMPLETED and without_url:
+            data["completed"] = int(task.completed_at or time.time())
+        elif phase is Phase.COMPLETED:
             url, expires = self.link(task, base_url)
             completed = task.completed_at or time.time()
             data["result"] = {"videos": [{"url": [url], "expires_at": expires}]}
@@ -210,12 +240,21 @@ class Simulator:
     def apimart_callback_body(self, task: Task) -> dict[str, Any]:
         return self.apimart_status_body(task, task.base_url)
 
+    def _word(self, phase: Phase, word: str) -> str:
+        """The status word, or the configured unknown word while the task runs."""
+        unknown = self._config.unknown_status_word
+        return unknown if unknown and not phase.terminal else word
+
     # -- MiniMax bodies --------------------------------------------------------------
-    def minimax_query_body(self, task: Task, status: str | None = None) -> dict[str, Any]:
+    def minimax_query_body(self, task: Task, status: str | None = None, *,
+                           without_file_id: bool = False) -> dict[str, Any]:
         phase, _ = task.phase()
-        body: dict[str, Any] = {"task_id": task.id, "status": status or _MINIMAX_STATUS[phase]}
+        body: dict[str, Any] = {"task_id": task.id,
+                                "status": status or self._word(phase, _MINIMAX_STATUS[phase])}
         if phase is Phase.COMPLETED:
-            body.update(file_id=task.file_id, video_width=task.width, video_height=task.height)
+            body.update(video_width=task.width, video_height=task.height)
+            if not without_file_id:
+                body["file_id"] = task.file_id
         if phase is Phase.FAILED:
             code, message = task.failure or (1000, "failed")
             body["base_resp"] = minimax_base(code, message)
@@ -233,19 +272,18 @@ class Simulator:
             body["base_resp"] = minimax_base(0)
         return body
 
-    def minimax_file_body(self, task: Task, base_url: str) -> dict[str, Any]:
-        url, _ = self.link(task, base_url, "download")
-        backup, _ = self.link(task, base_url, "backup")
-        return {
-            "file": {
-                "file_id": task.file_id,
-                "bytes": 0 if self._config.file_bytes_zero else (task.size or 0),
-                "created_at": int(task.render_finished_at or task.created_at),
-                "filename": "output_aigc.mp4", "purpose": "video_generation",
-                "download_url": url, "backup_download_url": backup,
-            },
-            "base_resp": minimax_base(0),
+    def minimax_file_body(self, task: Task, base_url: str, *,
+                          without_url: bool = False) -> dict[str, Any]:
+        file: dict[str, Any] = {
+            "file_id": task.file_id,
+            "bytes": 0 if self._config.file_bytes_zero else (task.size or 0),
+            "created_at": int(task.render_finished_at or task.created_at),
+            "filename": "output_aigc.mp4", "purpose": "video_generation",
         }
+        if not without_url:
+            file["download_url"], _ = self.link(task, base_url, "download")
+            file["backup_download_url"], _ = self.link(task, base_url, "backup")
+        return {"file": file, "base_resp": minimax_base(0)}
 
 
 def _camera(prompt: str) -> tuple[tuple[tuple[str, ...], ...], list[str]]:

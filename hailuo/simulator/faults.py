@@ -22,6 +22,7 @@ MINIMAX_MESSAGES: dict[int, str] = {
     1002: "rate limit exceeded",
     1004: "login fail: please carry the API secret key in the Authorization header",
     1008: "insufficient balance",
+    1013: "internal service error, please retry",
     1024: "internal error",
     1026: "input new_sensitive: the prompt or image was judged sensitive",
     1027: "output new_sensitive: the generated video was judged sensitive",
@@ -81,6 +82,28 @@ class Dice:
 
 def apimart_error(code: int, message: str, type_: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "type": type_}}
+
+
+#: APIMart's idempotency answers (api-contract-v2.md 2.3): HTTP status and a human message.
+IDEMPOTENCY_ERRORS: dict[str, tuple[int, str]] = {
+    "idempotency_in_progress": (409, "A request with this Idempotency-Key is still in "
+                                     "progress; retry after the Retry-After delay"),
+    "idempotency_key_reused": (409, "This Idempotency-Key was already used with a different "
+                                    "request body"),
+    "idempotency_result_indeterminate": (409, "The result of the earlier request with this "
+                                              "Idempotency-Key is indeterminate"),
+    "idempotency_unavailable": (503, "The idempotency service is unavailable; the request "
+                                     "was not executed"),
+}
+
+
+def apimart_word_error(word: str, message: str, status: int, type_: str,
+                       style: str) -> dict[str, Any]:
+    """An APIMart error carrying a word (``idempotency_*``, ``build_request_failed``),
+    in ``error.code`` (style "code") or in ``error.message`` (style "message")."""
+    if style == "message":
+        return apimart_error(status, f"{word}: {message}", type_)  # type: ignore[arg-type]
+    return {"error": {"code": word, "message": message, "type": type_}}
 
 
 def minimax_base(code: int, message: str | None = None) -> dict[str, Any]:

@@ -182,11 +182,29 @@ class RateLimiter:
 
 @dataclass
 class Replay:
-    """What an APIMart ``Idempotency-Key`` was first used for."""
+    """What an APIMart ``Idempotency-Key`` was first used for, and what was answered."""
 
     body_hash: str
     task_id: str
     response: dict[str, Any]
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Upload:
+    """An image stored by APIMart's ``POST /v1/uploads/images``."""
+
+    name: str  # the last URL segment: "<ms>-<random>-<filename>"
+    data: bytes
+    content_type: str
+    filename: str
+    created_at: float
+    expires_at: float
+    who: str
+
+    def expired(self, now: float | None = None) -> bool:
+        return (time.time() if now is None else now) >= self.expires_at
 
 
 class SimState:
@@ -201,7 +219,16 @@ class SimState:
         self.callbacks: list[dict[str, Any]] = []
         self.limiter = RateLimiter()
         self.replays: dict[tuple[str, str], Replay] = {}
+        self.uploads: dict[str, Upload] = {}
         self._seq = 0
+
+    def add_upload(self, upload: Upload) -> None:
+        with self.lock:
+            self.uploads[upload.name] = upload
+
+    def upload(self, name: str) -> Upload | None:
+        with self.lock:
+            return self.uploads.get(name)
 
     def add_task(self, task: Task) -> None:
         with self.lock:
@@ -262,3 +289,4 @@ class SimState:
                 self.by_file_id.clear()
                 self.by_token.clear()
                 self.replays.clear()
+                self.uploads.clear()

@@ -11,6 +11,7 @@ Everything allowed comes from ``hailuo.capabilities``; nothing is hard-coded her
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from hailuo.capabilities import Mode, Provider, lookup, models_for, modes_for
 from hailuo.errors import InvalidImageError
 from hailuo.images import MAX_IMAGE_BYTES, image_bytes, prepare_image
 from hailuo.models import MAX_PROMPT_CHARS
+from hailuo.providers.base import FAST_PRETREATMENT_MODELS
 
 _APIMART_FIELDS = {"model", "prompt", "duration", "resolution", "first_frame_image",
                    "last_frame_image", "prompt_optimizer", "fast_pretreatment", "watermark",
@@ -28,6 +30,13 @@ _MINIMAX_FIELDS = {"model", "prompt", "duration", "resolution", "first_frame_ima
                    "last_frame_image", "subject_reference", "prompt_optimizer",
                    "fast_pretreatment", "callback_url", "aigc_watermark"}
 _METADATA_FIELDS = ("resolution", "prompt_optimizer", "fast_pretreatment", "watermark")
+#: APIMart's answer to a data: URL (docs.apimart.ai uploads page: "we no longer support
+#: passing base64 image data directly in generation APIs").
+DATA_URL_REFUSED = ("base64 image data is no longer supported in generation APIs; upload the "
+                    "image with POST /v1/uploads/images and pass the returned URL")
+#: Resolves an image URL the provider itself stores (an upload): bytes, or None when the
+#: URL is not one of its own. Raises ``Rejected`` for its own URL that is gone.
+LocalImages = Callable[[str, str], bytes | None]
 _RESOLUTION = {Provider.APIMART: re.compile(r"^\d{3,4}p$"),
                Provider.MINIMAX: re.compile(r"^\d{3,4}P$")}
 
@@ -61,8 +70,14 @@ class Submission:
 
 
 async def parse_submission(provider: Provider, body: Any, *, fetch_timeout: float = 5.0,
-                           client: httpx.AsyncClient | None = None) -> Submission:
-    """Validate ``body`` in ``provider``'s dialect; raise ``Rejected`` like the provider."""
+                           client: httpx.AsyncClient | None = None,
+                           data_urls: bool = True, undocumented_fields: str = "reject",
+                           local_images: LocalImages | None = None) -> Submission:
+    """Validate ``body`` in ``provider``'s dialect; raise ``Rejected`` like the provider.
+
+    ``data_urls=False`` refuses base64 images (APIMart today); ``undocumented_fields``
+    "reject" refuses ``fast_pretreatment`` for a model that does not document it.
+    """
     if not isinstance(body, dict):
         raise Rejected("request body must be a JSON object")
     fields = _dialect_fields(provider, body)
@@ -95,6 +110,10 @@ async def parse_submission(provider: Provider, body: Any, *, fetch_timeout: floa
         raise Rejected("prompt is required for text-to-video", "prompt")
 
     resolution, duration = _resolution_duration(provider, cap, fields)
+    if ("fast_pretreatment" in fields and model not in FAST_PRETREATMENT_MODELS
+            and undocumented_fields == "reject"):
+        raise Rejected(f"fast_pretreatment is not supported by model {model}",
+                       "fast_pretreatment")
     flags = {name: _bool(fields, name, default)
              for name, default in (("prompt_optimizer", True), ("fast_pretreatment", False))}
     watermark_field = "watermark" if provider is Provider.APIMART else "aigc_watermark"
@@ -108,8 +127,8 @@ async def parse_submission(provider: Provider, body: Any, *, fetch_timeout: floa
     loaded: dict[str, bytes | None] = {}
     async with _client(client, fetch_timeout) as http:
         for name, value in (*images.items(), ("subject_reference", subject_value)):
-            loaded[name] = None if value is None else await load_image(value, name, http,
-                                                                       fetch_timeout)
+            loaded[name] = None if value is None else await load_image(
+                value, name, http, fetch_timeout, data_urls=data_urls, local=local_images)
     return Submission(
         provider=provider, model=model, mode=mode, prompt=prompt, resolution=resolution,
         duration=duration, first_frame=loaded["first_frame_image"],
@@ -225,18 +244,24 @@ class _client:
 
 
 async def load_image(value: Any, field: str, client: httpx.AsyncClient,
-                     timeout: float = 5.0) -> bytes:
+                     timeout: float = 5.0, *, data_urls: bool = True,
+                     local: LocalImages | None = None) -> bytes:
     """Decode a data URL or fetch an http(s) URL, then check it like the provider does.
 
     A local path is refused: the provider cannot read the client's disk. The checks
-    themselves are ``hailuo.images``' (one statement of the documented rules).
+    themselves are ``hailuo.images``' (one statement of the documented rules). The
+    provider's own uploads are read from its store (``local``), not over HTTP.
     """
     if not isinstance(value, str) or not value.strip():
         raise Rejected(f"{field} must be an image URL or data URL", field)
     value = value.strip()
     try:
         if value.startswith(("http://", "https://")):
-            data = await _fetch(value, field, client, timeout)
+            stored = local(value, field) if local is not None else None
+            data = stored if stored is not None else await _fetch(value, field, client,
+                                                                  timeout)
+        elif value[:5].lower() == "data:" and not data_urls:
+            raise Rejected(f"{field}: {DATA_URL_REFUSED}", field)
         elif value[:5].lower() == "data:":
             data = image_bytes(value, field=field) or b""
         else:

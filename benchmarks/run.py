@@ -48,6 +48,7 @@ BENCHMARKS: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
     "B9": ("benchmarks.story_bench", "b9_storyboard", True,
            ("flows/continuity.py", "flows/storyboard.py")),
     "B10": ("benchmarks.media_bench", "b10_render", False, ()),
+    "B13": ("benchmarks.film_bench", "b13_film", True, ("flows/film.py", "hailuo/mix.py")),
 }
 
 WHAT = {
@@ -69,6 +70,9 @@ WHAT = {
     "B9": ("storyboard of 6 clips vs chained continuity of 6 clips", "each other",
            "storyboard <= 1/3 of chained"),
     "B10": ("simulator render of a 6 s 768p clip", "-", "record it"),
+    "B13": ("what the audio stages add to a six-segment film",
+            "the same film without audio (storyboard flow, keyframes as files)",
+            "record it"),
 }
 
 

@@ -188,7 +188,8 @@ def _credentials_for_this_run(block_name: str) -> HailuoCredentials:
 
     run_id = flow_run.id
     with _RUN_CACHE_LOCK:
-        hit = _RUN_CACHE.get((run_id, block_name)) if run_id else None
+        hit = _UNSAVED.get(block_name) or (
+            _RUN_CACHE.get((run_id, block_name)) if run_id else None)
     if hit is not None:
         return hit
     creds = HailuoCredentials.load(block_name)
@@ -207,7 +208,30 @@ def simulation_requested() -> bool:
     return os.environ.get(SIMULATE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def resolve_connection(credentials_block: str | None,
+#: Blocks handed over as objects that were never saved, by the name their connection
+#: carries (``unsaved-<account>-<hash of provider and URL>``): in this process only.
+_UNSAVED: dict[str, HailuoCredentials] = {}
+
+
+def _name_of(block: HailuoCredentials) -> str:
+    """The name a block object is used by: its saved name (a flow's block picker hands
+    over the loaded block), else an in-process name for a block built in code and never
+    saved (its key resolved once, kept in memory, never saved or logged)."""
+    saved = getattr(block, "_block_document_name", None)
+    if saved:
+        return saved
+    try:
+        key = block._key()
+    except AuthenticationError as exc:
+        raise ConfigurationError(f"credentials: {exc.message}", field="credentials") from None
+    where = hashlib.sha256(f"{block.provider}|{block.base_url or ''}".encode()).hexdigest()
+    name = f"unsaved-{account_of(key)}-{where[:8]}"
+    with _RUN_CACHE_LOCK:
+        _UNSAVED[name] = block.model_copy(update={"api_key": key})
+    return name
+
+
+def resolve_connection(credentials_block: str | HailuoCredentials | None,
                        provider: Provider | str = Provider.APIMART) -> HailuoConnection:
     """Load the named credentials block, or start the embedded simulator when asked for.
 
@@ -215,7 +239,11 @@ def resolve_connection(credentials_block: str | None,
     would otherwise "succeed" without producing anything real. It runs when the name is
     ``"simulator"``, or when nothing is named and the process set ``HAILUO_SIMULATE=1``.
     An empty string means "not set". ``provider`` only applies to the simulator.
+    ``credentials_block`` may also be the block itself (a flow's block picker): a saved
+    one is used by its name, one never saved by an in-process name (``_name_of``).
     """
+    if isinstance(credentials_block, HailuoCredentials):
+        credentials_block = _name_of(credentials_block)
     name = (credentials_block or "").strip() or None
     if name is None and simulation_requested():
         name = SIMULATOR

@@ -40,7 +40,8 @@ def _schedules(spec: dict[str, Any]) -> list[Any]:
         if "cron" not in entry:
             raise ValueError(f"{spec['name']}: only cron schedules are served, got {entry}")
         out.append(Cron(entry["cron"], timezone=entry.get("timezone"),
-                        active=entry.get("active", True)))
+                        active=entry.get("active", True),
+                        parameters=entry.get("parameters") or {}))
     return out
 
 

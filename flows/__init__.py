@@ -2,7 +2,12 @@
 
 from prefect_hailuo.flows.batch import generate_batch
 from prefect_hailuo.flows.continuity import FilmResult, multi_clip_continuity
-from prefect_hailuo.flows.generation import first_last_frame, image_to_video, text_to_video
+from prefect_hailuo.flows.generation import (
+    first_last_frame,
+    image_to_video,
+    reference_to_video,
+    text_to_video,
+)
 from prefect_hailuo.flows.models import (
     BatchResult,
     ClipResult,
@@ -21,6 +26,7 @@ __all__ = [
     "first_last_frame",
     "generate_batch",
     "image_to_video",
+    "reference_to_video",
     "text_to_video",
     "FilmResult",
     "multi_clip_continuity",

@@ -1,5 +1,5 @@
-"""The flow-backed ``hailuo`` commands (``generate``, ``continuity``, ``storyboard``): the
-command line is a thin client of the flows.
+"""The flow-backed ``hailuo`` commands (``generate``, ``continuity``, ``storyboard``,
+``film``): the command line is a thin client of the flows.
 
 ``prefect_hailuo.cli`` parses and checks the input (no Prefect), then calls ``run`` here. The flow
 runs in this process, against the Prefect server named by ``PREFECT_API_URL`` (or a
@@ -79,6 +79,8 @@ class RunProgress:
         elif kind == events.DOWNLOADED:
             self.display.clip_done()
             self.display.stage(_AFTER[kind], task_id=task_id)
+        elif kind == events.FILM_STAGE:  # a narrated film: keyframes, narration, mixing...
+            self.display.stage(str(event.get("stage")))
         elif kind in _AFTER:
             self.display.stage(_AFTER[kind])
         elif kind in _DURING:
@@ -113,19 +115,31 @@ def _options(args: argparse.Namespace, request: VideoRequest) -> Any:
     extra = {"timeout_seconds": args.timeout} if args.timeout else {}
     return GenerationOptions(
         model=request.model, duration=request.duration, resolution=request.resolution,
-        prompt_optimizer=request.prompt_optimizer, fast_pretreatment=request.fast_pretreatment,
-        watermark=request.watermark, take=args.take, max_cost_usd=args.max_cost,
-        provider=args.provider or "apimart", **extra)
+        ratio=request.ratio, prompt_optimizer=request.prompt_optimizer,
+        fast_pretreatment=request.fast_pretreatment, watermark=request.watermark,
+        take=args.take, max_cost_usd=args.max_cost, provider=args.provider or "apimart",
+        **extra)
 
 
 def generate(args: argparse.Namespace, request: VideoRequest) -> Any:
-    """Pick the flow from the inputs: text-to-video, image-to-video or first+last frame."""
-    from prefect_hailuo.flows.generation import first_last_frame, image_to_video, text_to_video
+    """Pick the flow from the inputs: text-to-video, image-to-video, first+last frame (H3:
+    also a last frame alone) or reference-to-video (H3 references)."""
+    from prefect_hailuo.flows.generation import (
+        first_last_frame,
+        image_to_video,
+        reference_to_video,
+        text_to_video,
+    )
 
     common = {"options": _options(args, request), "destination": _destination(args),
               "credentials_block": args.credentials_block or SIMULATOR}
+    if request.references:
+        return reference_to_video(prompt=request.prompt,
+                                  reference_images=list(request.reference_images),
+                                  reference_videos=list(request.reference_videos),
+                                  reference_audios=list(request.reference_audios), **common)
     if request.last_frame_image:
-        return first_last_frame(first_frame_image=request.first_frame_image,
+        return first_last_frame(first_frame_image=request.first_frame_image or "",
                                 last_frame_image=request.last_frame_image,
                                 prompt=request.prompt, **common)
     if request.first_frame_image:
@@ -148,11 +162,34 @@ def film(args: argparse.Namespace, checked: dict[str, Any]) -> Any:
                       **common)
 
 
+def narrated_film(args: argparse.Namespace, checked: dict[str, Any]) -> Any:
+    """``film``: the narrated film flow (keyframes, voice-over, music, mix, subtitles)."""
+    from prefect_hailuo.flows.film import film as film_flow
+
+    if args.audio_credentials_block:
+        from hailuo.errors import ConfigurationError
+        from prefect_hailuo.blocks.credentials import HailuoCredentials
+
+        try:
+            HailuoCredentials.load(args.audio_credentials_block)
+        except ValueError:
+            raise ConfigurationError(
+                f"--audio-credentials-block: no HailuoCredentials block named "
+                f"{args.audio_credentials_block!r} on the Prefect server (see `python -m "
+                "prefect_hailuo.deployments.setup`)") from None
+    return film_flow(storyboard=checked["path"], options=_film_options(args),
+                     destination=_destination(args),
+                     credentials_block=args.credentials_block or SIMULATOR,
+                     audio_credentials_block=args.audio_credentials_block,
+                     max_concurrency=args.max_concurrency, loudness_lufs=args.loudness)
+
+
 def _film_options(args: argparse.Namespace) -> Any:
     from prefect_hailuo.flows.models import GenerationOptions
 
     given = {"model": args.model, "duration": args.duration, "resolution": args.resolution,
-             "max_cost_usd": args.max_cost, "timeout_seconds": args.timeout}
+             "ratio": getattr(args, "ratio", None), "max_cost_usd": args.max_cost,
+             "timeout_seconds": args.timeout}
     return GenerationOptions(provider=args.provider or "apimart",
                              **{k: v for k, v in given.items() if v is not None})
 
@@ -160,6 +197,15 @@ def _film_options(args: argparse.Namespace) -> Any:
 def _print_film(doc: dict[str, Any]) -> None:
     print(f"film      {doc['video_path']}  ({doc['width']}x{doc['height']}, "
           f"{doc['duration']:.1f} s, {len(doc['clips'])} clips, {doc['stitch_method']})")
+    if doc.get("srt_path"):  # a narrated film
+        print(f"subtitles {doc['srt_path']}, {doc['vtt_path']} ({doc['subtitle_cues']} cues, "
+              "also a track in the MP4)")
+        sound = (f"{doc['loudness_lufs']} LUFS, true peak {doc['true_peak_dbtp']} dBTP"
+                 if doc.get("loudness_lufs") is not None else "silent")
+        print(f"sound     {sound}, music {doc['music_source']}")
+    elif doc.get("has_audio"):  # H3 clips bring their own sound, kept in sync
+        print(f"sound     {doc.get('audio_duration') or 0:.2f} s, the clips' own "
+              f"({doc.get('audio_method')}){', ' + doc['ratio'] if doc.get('ratio') else ''}")
     print(f"manifest  {doc['manifest_path']}")
     print(f"poster    {doc['poster_path']}")
     if doc.get("s3_uri"):
@@ -175,6 +221,9 @@ def _print_clip(clip: dict[str, Any]) -> None:
     if clip.get("s3_uri"):
         print(f"s3        {clip['s3_uri']}")
         print(f"          {clip['manifest_uri']}")
+    if clip.get("ratio") or clip.get("has_audio"):  # H3: ratio and its own sound
+        sound = "with sound (native stereo)" if clip.get("has_audio") else "silent"
+        print(f"h3        {clip.get('ratio') or '-'}, {sound}")
     paid = "simulated: nothing paid" if clip["simulated"] else "estimate"
     print(f"cost      ${clip['cost_usd']:.2f} on {clip['provider']} ({paid})")
     print(f"task      {clip['task_id']}")
@@ -210,7 +259,7 @@ def check_blocks(args: argparse.Namespace) -> None:
 
 
 RUNNERS: dict[str, Callable[[argparse.Namespace, Any], Any]] = {
-    "generate": generate, "continuity": film, "storyboard": film}
+    "generate": generate, "continuity": film, "storyboard": film, "film": narrated_film}
 
 
 def run(args: argparse.Namespace, checked: Any, *, fail: Callable[[BaseException], int]

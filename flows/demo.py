@@ -1,5 +1,6 @@
 """The demo (``make demo``): text-to-video and image-to-video through the real Prefect flows,
-against the embedded simulator — no key, no network, nothing paid.
+and one MiniMax-H3 clip with its own sound, against the embedded simulator — no key, no
+network, nothing paid.
 
 Writes the MP4s, thumbnails and manifests to ``./out/`` and prints what they would cost.
 """
@@ -32,13 +33,28 @@ def sample_image(path: Path) -> Path:
     return path
 
 
+def _sound(path: str) -> str:
+    """What the clip's sound track is, measured from the file."""
+    from hailuo import media
+
+    info = media.probe(path)
+    channels = {1: "mono", 2: "stereo"}.get(info.audio_channels or 0, "?")
+    return (f"with sound: {info.audio_codec} {channels} {info.audio_sample_rate} Hz, "
+            f"{info.audio_duration or 0:.2f} s over {info.duration:.2f} s of picture")
+
+
 def main() -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("HAILUO_SIM_RENDER_SECONDS", "2")
     started = time.monotonic()
     print("prefect-hailuo demo: embedded simulator, no API key, nothing is paid.", flush=True)
     from prefect_hailuo.defaults import SIMULATOR
-    from prefect_hailuo.flows import Destination, image_to_video, text_to_video
+    from prefect_hailuo.flows import (
+        Destination,
+        GenerationOptions,
+        image_to_video,
+        text_to_video,
+    )
 
     destination = Destination(output_dir=str(OUT))
     # the simulator is never a silent default: the demo asks for it by name
@@ -53,13 +69,24 @@ def main() -> int:
         prompt="[Push in] The balloon drifts upward and sways gently in the wind",
         destination=destination, credentials_block=SIMULATOR,
     )
+    # MiniMax-H3 (MiniMax's own API, v2): a ratio, and a native stereo sound track
+    h3 = text_to_video(
+        prompt="A brass band marches along a harbour quay at dawn, gulls overhead, "
+        "the drum keeps time",
+        options=GenerationOptions(model="MiniMax-H3", ratio="16:9", duration=4,
+                                  provider="minimax"),
+        destination=destination, credentials_block=SIMULATOR,
+    )
     print("\nDone in %.0f s. Files:" % (time.monotonic() - started))
     total = 0.0
-    for label, clip in (("text-to-video", t2v), ("image-to-video", i2v)):
+    for label, clip in (("text-to-video", t2v), ("image-to-video", i2v),
+                        ("MiniMax-H3", h3)):
         total += clip.cost_usd
         print(f"  {label:15} {clip.local_path}  {clip.width}x{clip.height} "
               f"{clip.duration:.1f}s  sha256 {clip.sha256[:12]}…")
         print(f"  {'':15} thumbnail {clip.thumbnail_path}, manifest {clip.manifest_path}")
+        if clip.has_audio:
+            print(f"  {'':15} {_sound(clip.local_path)}")
         print(f"  {'':15} would have cost ${clip.cost_usd:.2f} on {clip.provider}")
     print(f"  total that would have been paid: ${total:.2f} (simulated: $0.00)")
     from hailuo.simulator.embedded import stop_embedded_simulator

@@ -42,14 +42,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hailuo.capabilities import Provider
+from hailuo.capabilities import Provider, is_h3
 from hailuo.errors import ConfigurationError, InvalidRequestError
 from hailuo.fingerprint import IMAGE_FIELDS, request_fingerprint
 from hailuo.images import check_image
 from hailuo.models import VideoRequest
 from hailuo.pricing import check_budget
 from hailuo.storyboard import CHAINED_PLACEHOLDER, Shot
-from prefect_hailuo.blocks.credentials import HailuoConnection, resolve_connection
+from prefect_hailuo.blocks.credentials import (
+    HailuoConnection,
+    HailuoCredentials,
+    resolve_connection,
+)
 from prefect_hailuo.flows.models import ClipSpec, Destination, GenerationOptions
 from prefect_hailuo.flows.pipeline import resolve_inputs
 from prefect_hailuo.tasks.callbacks import shared_receiver
@@ -197,7 +201,7 @@ def _s3_without_bucket(values: list[str | None], destination: Destination) -> No
                 "in destination.s3_bucket_block", field="s3_bucket_block")
 
 
-def preflight(credentials_block: str | None, options: GenerationOptions,
+def preflight(credentials_block: str | HailuoCredentials | None, options: GenerationOptions,
               destination: Destination, *, audio: str | None = None) -> Ready:
     """Steps 1-5 of the module docstring: what every flow shares."""
     connection = resolve_connection(credentials_block, options.provider)
@@ -220,16 +224,43 @@ def _images(spec: ClipSpec) -> dict[str, Any]:
     return {name: getattr(spec, name) for name in IMAGE_FIELDS}
 
 
+def _inputs(spec: ClipSpec) -> list[str | None]:
+    """Every input file of a clip: its images and (H3) reference media."""
+    return [*_images(spec).values(), *spec.reference_images, *spec.reference_videos,
+            *spec.reference_audios]
+
+
+def check_h3_media(spec: ClipSpec) -> None:
+    """An H3 clip's frames and references checked as the v2 client will (format, size,
+    sides, aspect, seconds; URLs pass unfetched); the request's own rules (counts, roles)
+    come with its validation."""
+    from hailuo.h3media import check_media, check_total_seconds
+
+    for field in ("first_frame_image", "last_frame_image"):
+        value = getattr(spec, field)
+        if value and value != CHAINED_PLACEHOLDER:
+            check_media(value, field=field)
+    for field in ("reference_images", "reference_videos", "reference_audios"):
+        items = [check_media(v, field=field, index=i)
+                 for i, v in enumerate(getattr(spec, field))]
+        if field != "reference_images":
+            check_total_seconds(items, field)
+
+
 def prepare_clips(specs: list[ClipSpec], options: GenerationOptions, destination: Destination,
-                  credentials_block: str | None) -> tuple[HailuoConnection, list[ClipSpec]]:
+                  credentials_block: str | HailuoCredentials | None,
+                  ) -> tuple[HailuoConnection, list[ClipSpec]]:
     """Preflight for independent clips (single-clip flows, batches): returns the
     connection and the specs with s3:// inputs fetched to local files."""
-    _s3_without_bucket([v for s in specs for v in _images(s).values()], destination)
+    _s3_without_bucket([v for s in specs for v in _inputs(s)], destination)
     ready = preflight(credentials_block, options, destination)
     provider = ready.connection.provider
     specs = [resolve_inputs(s, destination) for s in specs]
     for spec in specs:
-        check_images(_images(spec))
+        if is_h3(spec.model or options.model):
+            check_h3_media(spec)
+        else:
+            check_images(_images(spec))
     requests = [s.to_request(options).validate_for(provider) for s in specs]
     refuse_duplicates([(s.name or f"clip {i + 1}", r, s.take or options.take)
                        for i, (s, r) in enumerate(zip(specs, requests, strict=True))], provider)
@@ -238,7 +269,7 @@ def prepare_clips(specs: list[ClipSpec], options: GenerationOptions, destination
 
 
 def prepare_film(shots: list[Shot], audio: str | None, options: GenerationOptions,
-                 destination: Destination, credentials_block: str | None,
+                 destination: Destination, credentials_block: str | HailuoCredentials | None,
                  ) -> tuple[Ready, list[Shot]]:
     """Preflight for a film: returns ``Ready`` (connection, local audio) and the shots
     with s3:// keyframes fetched to local files."""
@@ -253,10 +284,14 @@ def prepare_film(shots: list[Shot], audio: str | None, options: GenerationOption
         fetched.append(shot.model_copy(update={"first_frame_image": spec.first_frame_image,
                                                "last_frame_image": spec.last_frame_image}))
     for shot in fetched:
-        check_images({"first_frame_image": None if shot.chained else shot.first_frame_image,
-                      "last_frame_image": shot.last_frame_image})
+        frames = {"first_frame_image": None if shot.chained else shot.first_frame_image,
+                  "last_frame_image": shot.last_frame_image}
+        if is_h3(options.model):
+            check_h3_media(ClipSpec(**frames))
+        else:
+            check_images(frames)
     check_budget([s.request(model=options.model, resolution=options.resolution,
-                            duration=options.duration) for s in fetched],
+                            duration=options.duration, ratio=options.ratio) for s in fetched],
                  provider, options.max_cost_usd)
     independent = [s for s in fetched if not s.chained]
     refuse_duplicates(

@@ -15,7 +15,8 @@ per video. One thread per connection; idle keep-alive connections time out.
 What it speaks (``api-contract.md`` sections 1 and 2):
 
 * MiniMax POSTs to ``callback_url`` itself: first ``{"challenge": "..."}``, which must be
-  echoed within 3 s, then query-shaped bodies with lowercase statuses.
+  echoed within 3 s, then query-shaped bodies with lowercase statuses: flat ones for v1
+  (Hailuo-02/2.3), ``{"task": {...}}`` for v2 (MiniMax-H3 / H3-Max).
 * APIMart POSTs to ``<webhook>/callback`` a body identical to ``GET /v1/tasks/{id}``,
   retrying on 5xx / no answer and stopping on 4xx, so unknown task ids get a 200.
 
@@ -114,21 +115,40 @@ class _Server6(_Server):
 def detect_provider(body: dict[str, Any]) -> Provider | None:
     """The provider whose callback shape ``body`` has, or None.
 
-    APIMart wraps the task in ``{"code", "data": {"id", ...}}``; MiniMax's body is flat,
-    with ``task_id`` and ``base_resp``.
+    APIMart wraps the task in ``{"code", "data": {"id", ...}}``; MiniMax's v1 body is flat,
+    with ``task_id`` and ``base_resp``; MiniMax's v2 (H3) body is the query's
+    ``{"task": {"id", "status", ...}}``.
     """
     if isinstance(body.get("data"), dict):
         return Provider.APIMART
-    if "task_id" in body or "base_resp" in body:
+    if "task_id" in body or "base_resp" in body or is_v2_callback(body):
         return Provider.MINIMAX
     return None
+
+
+def is_v2_callback(body: dict[str, Any]) -> bool:
+    """A MiniMax video v2 (H3) callback: shaped like the query answer, ``{"task": {...}}``
+    with lowercase statuses (api-contract-v2.md 1.7)."""
+    return isinstance(body.get("task"), dict)
 
 
 def _task_id_of(body: dict[str, Any]) -> str:
     data = body.get("data")
     raw = (data.get("id") or data.get("task_id")) if isinstance(data, dict) else None
+    task = body.get("task")
+    if not raw and isinstance(task, dict):
+        raw = task.get("id")
     raw = raw or body.get("task_id")
     return str(raw) if raw not in (None, "") else ""
+
+
+def _parse_callback(provider: Provider, task_id: str, body: dict[str, Any]) -> Job:
+    """The job a callback body reports, in its dialect (v2 for an H3 body on MiniMax)."""
+    if provider is Provider.MINIMAX and is_v2_callback(body):
+        from hailuo.providers.minimax_v2 import V2_DIALECT
+
+        return V2_DIALECT.parse_status(task_id, 200, body, None)
+    return dialect_for(provider).parse_status(task_id, 200, body, None)
 
 
 def _strip_suffix(value: str) -> str:
@@ -370,7 +390,7 @@ class CallbackReceiver:
         if not is_safe_id(task_id):
             return 400, {"error": "not a valid task id"}
         try:
-            job = dialect_for(provider).parse_status(task_id, 200, body, None)
+            job = _parse_callback(provider, task_id, body)
             if job.task_id != task_id:
                 raise errors.TaskIdMismatchError("the body names two task ids")
         except (errors.HailuoError, ValueError, TypeError, AttributeError, KeyError,

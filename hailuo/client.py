@@ -93,7 +93,6 @@ MAX_STATUS_BYTES = 1 << 20
 #: Decoded bytes one video may have (a 10 s 1080p clip is a few tens of MB).
 MAX_DOWNLOAD_BYTES = 2 << 30
 #: A compressed body decoding to more than this many times its size is a bomb.
-MAX_INFLATION = 50.0
 MAX_REDIRECTS = 5
 #: Upload answers after which the image was certainly not stored: retried.
 UPLOAD_NOT_STORED_HTTP = frozenset({408, 429, 503})
@@ -524,20 +523,8 @@ class HailuoClient:
     def _get_once(self, path: str, params: dict[str, str] | None) -> httpx.Response:
         request = self._http.build_request("GET", path, params=params,
                                            headers={"Accept-Encoding": "gzip, deflate"})
-        response = self._http.send(request, stream=True)
-        what = f"{self.provider} answer to GET {path}"
-        status = response.status_code
-        try:
-            body = b"".join(netguard.capped_chunks(
-                response, limit=self.max_status_bytes, max_ratio=MAX_INFLATION, what=what,
-                too_large=lambda m: errors.AnswerTooLargeError(m, http_status=status),
-                unreadable=lambda m: errors.UnreadableAnswerError(m, http_status=status)))
-        finally:
-            response.close()
-        headers = [(k, v) for k, v in response.headers.multi_items()
-                   if k.lower() not in ("content-encoding", "content-length",
-                                        "transfer-encoding")]
-        return httpx.Response(status, headers=headers, content=body, request=request)
+        return netguard.read_capped(self._http, request, limit=self.max_status_bytes,
+                                    what=f"{self.provider} answer to GET {path}")
 
     def _deadline_error(self, path: str) -> errors.StatusDeadlineError:
         return errors.StatusDeadlineError(
@@ -735,6 +722,17 @@ class HailuoClient:
                 field="provider")
         return v2client.list_tasks(self, model=model, status=status, task_ids=list(task_ids),
                                    page_num=page_num, page_size=page_size)
+
+    def regenerate(self, request: VideoRequest, base_video: str | os.PathLike[str], *,
+                   take: int = 1) -> Job:
+        """Regenerate a finished MiniMax-H3 768P clip at 2K (paid; returns the new task at
+        once: wait for and download it like any other); see
+        ``hailuo.v2client.regenerate``."""
+        if self.provider is not Provider.MINIMAX:
+            raise errors.InvalidRequestError(
+                f"regeneration is a MiniMax v2 (H3) call; {self.provider} has none",
+                field="provider")
+        return v2client.regenerate(self, request, str(base_video), take=take)
 
     # ----------------------------------------------------------------- uploads
     def _upload_images(self, images: Mapping[str, CheckedImage]) -> dict[str, str]:
@@ -1114,8 +1112,8 @@ class HailuoClient:
                 with open(tmp, "wb") as out:
                     # Pieces as the socket delivers them (re-chunking costs a copy).
                     for chunk in netguard.capped_chunks(
-                            response, limit=self.max_download_bytes, max_ratio=MAX_INFLATION,
-                            what="the download",
+                            response, limit=self.max_download_bytes,
+                            max_ratio=netguard.MAX_INFLATION, what="the download",
                             too_large=lambda m: errors.DownloadRefusedError(m, task_id=task_id),
                             unreadable=lambda m: errors.DownloadError(m, task_id=task_id),
                             counted=counts):

@@ -36,6 +36,9 @@ kind                   fields                           emitted by
 ``poster-done``        path                             make_poster
 ``contact-sheet``      clips (count)                    make_contact_sheet
 ``contact-sheet-done`` path                             make_contact_sheet
+``film-stage``         stage (what the film flow does   flows.film and tasks.soundtrack
+                       next: keyframes, narration,      (narrated films)
+                       music, mixing, subtitles, ...)
 =====================  ===============================  ====================================
 
 A cached task (e.g. a re-run's submit) does not run its body, so it emits nothing.
@@ -68,12 +71,13 @@ POSTER = "poster"
 POSTER_DONE = "poster-done"
 CONTACT_SHEET = "contact-sheet"
 CONTACT_SHEET_DONE = "contact-sheet-done"
+FILM_STAGE = "film-stage"
 
 #: Every kind the tasks emit (``emit`` accepts others: the channel is open to extensions).
 KINDS = frozenset({
     INPUT_FETCHING, INPUT_FETCHED, SUBMITTING, SUBMITTED, STATUS, DOWNLOADING, DOWNLOADED,
     THUMBNAIL, THUMBNAIL_DONE, UPLOADING, UPLOADED, STITCHING, STITCHED, POSTER,
-    POSTER_DONE, CONTACT_SHEET, CONTACT_SHEET_DONE})
+    POSTER_DONE, CONTACT_SHEET, CONTACT_SHEET_DONE, FILM_STAGE})
 
 _log = logging.getLogger(__name__)
 

@@ -10,7 +10,9 @@ next ``atomic_output`` of the same target removes the temporary files of that ta
 nobody holds any more (where ``flock`` is missing, ones untouched for an hour).
 
 ``output_path`` is the one way to turn a provider id into a file name: it checks the id
-(``hailuo.ids``) and that the result resolves inside the output folder.
+(``hailuo.ids``) and that the result resolves inside the output folder. ``clip_path``
+names a clip's files after the clip (``<group>/<name or prompt slug>-<task id short>``)
+through the same checks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import os
 import re
 import time
+import unicodedata
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -116,6 +119,48 @@ def output_path(folder: str | os.PathLike[str], name: str, suffix: str = "") -> 
     is safe (``UnsafeIdError``) and that the path resolves inside ``folder``."""
     check_id(name, what="id used as a file name")
     return ensure_inside(Path(folder) / f"{name}{suffix}", folder)
+
+
+#: The folder single clips go to when no batch or film names one.
+DEFAULT_GROUP = "clips"
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_BRACKETS = re.compile(r"\[[^\]]*\]")
+
+
+def slug(text: str | None, *, max_chars: int = 40, fallback: str = "clip") -> str:
+    """``text`` as lowercase letters, digits and single dashes, at most ``max_chars`` and
+    cut at a word boundary when possible: no path separator, dot, space or anything a
+    shell, a URL or a Prefect artifact key minds. Camera brackets (``[Pan left]``) are
+    left out: a prompt slug names what is filmed. Empty -> ``fallback``."""
+    raw = unicodedata.normalize("NFKD", _BRACKETS.sub(" ", text or ""))
+    raw = raw.encode("ascii", "ignore").decode().lower()
+    words = _NOT_SLUG.sub("-", raw).strip("-")
+    if len(words) > max_chars:
+        cut = words[:max_chars + 1]
+        words = cut.rsplit("-", 1)[0] if "-" in cut else cut[:max_chars]
+    return words.strip("-")[:max_chars] or fallback
+
+
+def short_task_id(task_id: str, length: int = 8) -> str:
+    """The last ``length`` letters and digits of a (checked) provider task id, lowercased:
+    the random tail of an APIMart ULID or a MiniMax number, enough to tell tasks apart in
+    one folder (``task_01K8SGYNNNVBQTXNR4MM964S7K`` -> ``mm964s7k``)."""
+    check_id(task_id, what="task id used in a file name")
+    return "".join(ch for ch in task_id if ch.isalnum())[-length:].lower()
+
+
+def clip_path(output_dir: str | os.PathLike[str], group: str | None, label: str | None,
+              task_id: str, suffix: str = ".mp4") -> Path:
+    """Where a clip's video lives: ``<output_dir>/<group>/<label>-<task id short><suffix>``,
+    every part sanitised (``slug``, ``short_task_id``) and the result proven inside
+    ``output_dir``.
+
+    Deterministic from run-independent inputs (the batch or film name, the clip's name or
+    prompt, the provider task id), never the flow run: a re-run computes the same path and
+    finds the verified download there instead of fetching it again."""
+    folder = Path(output_dir) / slug(group, max_chars=60, fallback=DEFAULT_GROUP)
+    name = f"{slug(label)}-{short_task_id(task_id)}{suffix}"
+    return ensure_inside(folder / name, output_dir)
 
 
 def ensure_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> Path:

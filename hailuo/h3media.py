@@ -162,7 +162,8 @@ def _read(path: Path, kind: str, field: str, label: str, limit: int) -> bytes:
 
 # -- sniffing ------------------------------------------------------------------------------
 def sniff(data: bytes) -> str | None:
-    """The real format from the bytes: jpeg png webp heic heif mp4 mov wav mp3, or None."""
+    """The real format from the bytes: jpeg png webp heic heif mp4 mov wav mp3 (gif), or
+    None."""
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
     if data[:4] == b"\x89PNG":
@@ -176,6 +177,8 @@ def sniff(data: bytes) -> str | None:
         if brand in _HEIF_BRANDS:
             return _HEIF_BRANDS[brand]
         return "mov" if brand == b"qt  " else "mp4"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"  # named in refusals; not accepted
     if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
         return "mp3"
     return None

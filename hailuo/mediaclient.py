@@ -52,7 +52,6 @@ log.addFilter(redact.LogScrubber())
 MAX_ANSWER_BYTES = 96 << 20
 #: A fetched result (audio, image) larger than this is refused.
 MAX_RESULT_BYTES = 200 << 20
-MAX_INFLATION = 50.0
 MAX_REDIRECTS = 5
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Answers to a paid call that prove nothing was produced, so sending it again is safe.
@@ -216,19 +215,8 @@ class MediaHTTP:
 
     def _read(self, request: httpx.Request, what: str) -> httpx.Response:
         """Send and read the whole answer within the size cap; returns it already read."""
-        response = self._http.send(request, stream=True)
-        status = response.status_code
-        try:
-            body = b"".join(netguard.capped_chunks(
-                response, limit=self.max_answer_bytes, max_ratio=MAX_INFLATION, what=what,
-                too_large=lambda m: errors.AnswerTooLargeError(m, http_status=status),
-                unreadable=lambda m: errors.UnreadableAnswerError(m, http_status=status)))
-        finally:
-            response.close()
-        headers = [(k, v) for k, v in response.headers.multi_items()
-                   if k.lower() not in ("content-encoding", "content-length",
-                                        "transfer-encoding")]
-        return httpx.Response(status, headers=headers, content=body, request=request)
+        return netguard.read_capped(self._http, request, limit=self.max_answer_bytes,
+                                    what=what)
 
     def _json(self, response: httpx.Response, what: str) -> Any:
         try:
@@ -402,7 +390,7 @@ class MediaHTTP:
                             http_status=response.status_code)
                     counts = [0, 0]
                     data = b"".join(netguard.capped_chunks(
-                        response, limit=self.max_result_bytes, max_ratio=MAX_INFLATION,
+                        response, limit=self.max_result_bytes, max_ratio=netguard.MAX_INFLATION,
                         what=what, too_large=errors.DownloadRefusedError,
                         unreadable=errors.DownloadError, counted=counts))
                     expected = response.headers.get("Content-Length", "")

@@ -44,6 +44,9 @@ from hailuo import errors
 PIECE = 256 * 1024
 #: A body may decode to this much before the inflation ratio is looked at.
 RATIO_FLOOR = 1 << 20
+#: The most a body may inflate (decoded / received bytes, past ``RATIO_FLOOR``): real
+#: JSON compresses maybe 10x, a video not at all; a thousand-fold "video" is a bomb.
+MAX_INFLATION = 50.0
 #: JSON nesting deeper than this is refused (real answers are 4-5 levels deep).
 MAX_JSON_DEPTH = 64
 
@@ -360,6 +363,26 @@ def capped_chunks(response: httpx.Response, *, limit: int, max_ratio: float, wha
                 raise unreadable(f"{what}: the compressed body ends before its end marker")
     except zlib.error as exc:
         raise unreadable(f"{what}: broken {codings[0]} compression ({exc})") from None
+
+
+def read_capped(http: httpx.Client, request: httpx.Request, *, limit: int,
+                what: str) -> httpx.Response:
+    """Send ``request`` and read the whole answer, at most ``limit`` decoded bytes and
+    never a decompression bomb (``capped_chunks``); returns the answer already read, its
+    body decoded (so its encoding headers are dropped). Every client reads API answers
+    this way: the status and file answers of the video client, the media APIs' answers."""
+    response = http.send(request, stream=True)
+    status = response.status_code
+    try:
+        body = b"".join(capped_chunks(
+            response, limit=limit, max_ratio=MAX_INFLATION, what=what,
+            too_large=lambda m: errors.AnswerTooLargeError(m, http_status=status),
+            unreadable=lambda m: errors.UnreadableAnswerError(m, http_status=status)))
+    finally:
+        response.close()
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx.Response(status, headers=headers, content=body, request=request)
 
 
 def decode_json(raw: bytes, *, what: str) -> Any:

@@ -264,6 +264,9 @@ def _h3_video_seconds(request: VideoRequest) -> tuple[int, str]:
         return 0, ""
     seconds, unknown = 0, 0
     for index, value in enumerate(request.reference_videos):
+        if value.startswith("s3://"):  # fetched by the flow; not measurable here
+            unknown += 1
+            continue
         item = check_media(value, field="reference_videos", index=index)
         if item.seconds is None:
             unknown += 1
@@ -305,3 +308,60 @@ def h3_quote(request: VideoRequest, provider: Provider | str = Provider.MINIMAX)
     if extra_images or seconds:
         basis += f"; inputs: {inputs.source}"
     return PriceQuote(_up(output + image_cost + video_cost), basis)
+
+
+# -- regeneration: a finished MiniMax-H3 768P clip again at 2K (issue 14, item 7) ----------
+H3_REGENERATION_SOURCE = (
+    "api-contract-v2.md 1.11: MiniMax pay-as-you-go page (D:PAYG), 'Regeneration 768P->2K "
+    "$0.05 / s output; original inputs billed again (images after the 5th $0.025, input "
+    "video $0.05/s)'; named MiniMax-H3-Regeneration there (D:PAYG-new)")
+
+
+@dataclass(frozen=True)
+class RegenerationPrice:
+    """What ``POST /v2/video_regeneration`` charges: output seconds at 2K, and the original
+    request's inputs again (images beyond the free ones, reference video seconds)."""
+
+    model: str
+    per_second: Decimal
+    free_images: int
+    per_image: Decimal
+    video_per_second: Decimal
+    source: str
+    checked: str = "2026-11"
+
+
+H3_REGENERATION_PRICES: tuple[RegenerationPrice, ...] = (
+    RegenerationPrice("MiniMax-H3", Decimal("0.05"), 5, Decimal("0.025"), Decimal("0.05"),
+                      H3_REGENERATION_SOURCE),
+)
+
+
+def regeneration_quote(request: VideoRequest,
+                       provider: Provider | str = Provider.MINIMAX) -> PriceQuote:
+    """Estimated price of regenerating the clip of ``request`` (its original MiniMax-H3
+    768P request) at 2K: the requested seconds at $0.05 (the base video has the same
+    frame count as the original, whose extra grid frames were not billed either), plus
+    the original inputs billed again. The base video itself is what is upscaled, not an
+    input, and is not billed as one. Validates first (MiniMax's API, MiniMax-H3 only)."""
+    req = request.validate_for(provider)
+    row = next((r for r in H3_REGENERATION_PRICES if r.model == req.model), None)
+    if row is None:
+        from hailuo.errors import InvalidRequestError
+
+        raise InvalidRequestError(f"regeneration to 2K is priced (and documented) for "
+                                  f"MiniMax-H3 only, not {req.model}", field="model")
+    assert req.duration is not None
+    images = (int(bool(req.first_frame_image)) + int(bool(req.last_frame_image))
+              + len(req.reference_images))
+    extra_images = max(0, images - row.free_images)
+    seconds, how = _h3_video_seconds(req)
+    total = (row.per_second * req.duration + row.per_image * extra_images
+             + row.video_per_second * seconds)
+    parts = [f"{req.duration} s x ${row.per_second}/s regenerated at 2K"]
+    if extra_images:
+        parts.append(f"{extra_images} image(s) beyond the first {row.free_images} x "
+                     f"${row.per_image} (billed again)")
+    if seconds:
+        parts.append(f"{how} x ${row.video_per_second}/s (billed again)")
+    return PriceQuote(_up(total), f"{'; '.join(parts)}. {row.source}, checked {row.checked}")

@@ -226,9 +226,12 @@ class PromptElements(BaseModel):
 
     camera: list[list[CameraCommand]] = Field(
         default_factory=list,
-        description="Camera motion as brackets run in sequence, each with up to 3 commands "
-        "run together. Accepts 'Pan left, Pedestal up', ['Pan left', 'Zoom in'] (one bracket "
-        "each) or [['Pan left', 'Pedestal up'], ['Zoom in']].",
+        title="Camera",
+        description="Camera moves, one entry per bracket, run in sequence; each entry holds "
+        "up to 3 commands run together. For example a first entry with Pan left and Pedestal "
+        "up, then a second with Zoom in, gives \"[Pan left, Pedestal up] ... [Zoom in]\". "
+        "In a storyboard file a text works too: \"Pan left, Pedestal up\" (one bracket) "
+        "or \"[Pan left] [Zoom in]\".",
     )
     shot: str | None = Field(
         None, description="Shot type or framing in free text, e.g. 'wide-angle shot' or "

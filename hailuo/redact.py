@@ -92,8 +92,16 @@ _known: OrderedDict[str, Scrubber] = OrderedDict()
 _MAX_KNOWN = 32
 
 
+#: Keys shorter than this are not remembered process-wide: scrubbing a one- or
+#: two-character "key" from every message would mangle ordinary text (real provider keys
+#: are dozens of characters; the client's own scrubber still masks a short key exactly).
+MIN_REMEMBERED = 8
+
+
 def remember(key: str) -> Scrubber:
     """Register a key this process uses; returns its scrubber."""
+    if len(key) < MIN_REMEMBERED:
+        return Scrubber(key)
     with _lock:
         scrubber = _known.get(key)
         if scrubber is None:

@@ -17,6 +17,20 @@ CLI or a deployment, not a long list of flow parameters. YAML or JSON, e.g.::
       - prompt: the lamp turns on and sweeps the sea
         duration: 10
 
+A narrated film (the ``film`` flow, ``flows/film.py``) adds, with exactly these keys::
+
+    voice: English_expressive_narrator   # MiniMax speech voice id (empty: the default)
+    music: {prompt: "calm piano, slow"}  # or {file: music/theme.mp3}, or none
+    first_image_prompt: a lighthouse at dusk, wide shot   # K0 from the image model
+    segments:
+      - prompt: the camera rises along the tower
+        narration: The lighthouse has stood here for two hundred years.
+        keyframe_prompt: the lantern room at dusk, close up  # this segment's Ki, generated
+
+``first_image_prompt`` and ``keyframe_prompt`` stand for ``first_image`` and ``keyframe``
+(one or the other); a generated keyframe makes the film a keyframed storyboard (first+last
+frame clips). ``music`` replaces ``audio`` in a narrated film (give one of them).
+
 Relative paths are read relative to the file. Two ways to shoot it (``shots``):
 
 * continuity (``chain_all=True``): every clip after the first starts on the exact last
@@ -37,12 +51,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hailuo.choices import Duration, ModelName, Ratio, Resolution, canonical_resolution
 from hailuo.models import DEFAULT_MODEL, VideoRequest
 from hailuo.prompts import CameraCommand, PromptElements, _coerce_camera
 
-__all__ = ["CHAINED_PLACEHOLDER", "Segment", "Shot", "Storyboard", "load_storyboard"]
+__all__ = ["CHAINED_PLACEHOLDER", "MusicSpec", "Segment", "Shot", "Storyboard",
+           "load_storyboard"]
 
 #: Stands in for a chained clip's first frame while the whole film is validated and
 #: priced up front: the real image exists only once the previous clip does.
@@ -68,22 +84,63 @@ class Segment(BaseModel):
     camera: list[list[CameraCommand]] = Field(
         default_factory=list, description="Camera commands put in front of the prompt, e.g. "
         "'Pan left' or ['Pan left', 'Zoom in'] (see hailuo.prompts).")
-    duration: int | None = Field(None, description="Seconds; overrides the film's duration.")
-    resolution: Literal["512p", "768p", "1080p"] | None = Field(
+    duration: Duration | None = Field(  # type: ignore[valid-type]
+        None, description="Seconds; overrides the film's duration.")
+    resolution: Resolution | None = Field(  # type: ignore[valid-type]
         None, description="Overrides the film's resolution (differing sizes force a "
         "re-encode when stitching).")
     keyframe: str | None = Field(None, description="Image this segment ends on (first+last "
                                  "frame mode); the next segment starts on it.")
+    narration: str | None = Field(None, description="Text spoken over this segment (film "
+                                  "flow); it must fit the segment's clip.")
+    keyframe_prompt: str | None = Field(None, description="The keyframe made by the image "
+                                        "model instead of a file (film flow).")
 
     @field_validator("camera", mode="before")
     @classmethod
     def _camera(cls, value: Any) -> list[list[CameraCommand]]:
         return _coerce_camera(value)
 
-    @field_validator("name", "duration", "resolution", "keyframe", mode="before")
+    @field_validator("name", "duration", "resolution", "keyframe", "narration",
+                     "keyframe_prompt", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return _blank_to_none(value)
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _canonical_resolution(cls, value: Any) -> Any:
+        return canonical_resolution(value)  # "2K" -> "2k", "768P" -> "768p"
+
+    @model_validator(mode="after")
+    def _one_keyframe(self) -> Segment:
+        if self.keyframe and self.keyframe_prompt:
+            raise ValueError("give keyframe (a file) or keyframe_prompt (generated), not both")
+        return self
+
+
+class MusicSpec(BaseModel):
+    """A narrated film's music bed: composed from a prompt, or a file (``music: none`` in
+    the file means no music)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = Field(None, description="Style, mood, instruments: composed as an "
+                               "instrumental by MiniMax Music.")
+    file: str | None = Field(None, description="An audio file of your own (relative to the "
+                             "storyboard file).")
+
+    @field_validator("prompt", "file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return _blank_to_none(value)
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> MusicSpec:
+        if (self.prompt is None) == (self.file is None):
+            raise ValueError("music takes exactly one of prompt or file (or write "
+                             "music: none)")
+        return self
 
 
 class Shot(BaseModel):
@@ -101,18 +158,23 @@ class Shot(BaseModel):
     resolution: str | None = None
 
     def request(self, *, model: str, resolution: str | None, duration: int | None,
-                first_frame_image: str | None = None, **flags: Any) -> VideoRequest:
+                first_frame_image: str | None = None, ratio: str | None = None,
+                **flags: Any) -> VideoRequest:
         """This clip's request under the film's settings (``Storyboard.film_settings``):
         the segment's own duration and resolution win. A chained clip's first frame is
         ``CHAINED_PLACEHOLDER`` until the previous clip exists; ``first_frame_image``
-        replaces the planned one (a local copy of an s3:// keyframe, a checked path)."""
+        replaces the planned one (a local copy of an s3:// keyframe, a checked path).
+        The film's ``ratio`` (H3) applies only to a clip made from text: one that starts
+        or ends on an image follows the image (H3 frame modes are always adaptive)."""
         first = CHAINED_PLACEHOLDER if self.chained else (
             first_frame_image or self.first_frame_image)
+        framed = bool(first or self.last_frame_image)
         return VideoRequest(
             model=model, prompt=self.prompt, first_frame_image=first,
             last_frame_image=self.last_frame_image,
             duration=self.duration if self.duration is not None else duration,
-            resolution=self.resolution or resolution, **flags)
+            resolution=self.resolution or resolution, ratio=None if framed else ratio,
+            **flags)
 
     @property
     def first_frame_source(self) -> str | None:
@@ -137,35 +199,100 @@ class Storyboard(BaseModel):
         None, description="Appended to every prompt (lighting, style) so clips match.")
     first_image: str | None = Field(None, description="The film's first frame (K0); empty "
                                     "makes the first clip text-to-video.")
-    model: str | None = Field(None, description="Overrides the run's model.")
-    resolution: Literal["512p", "768p", "1080p"] | None = Field(
+    model: ModelName | None = Field(  # type: ignore[valid-type]
+        None, description="Overrides the run's model.")
+    resolution: Resolution | None = Field(  # type: ignore[valid-type]
         None, description="Film-wide resolution; keep one for a join without re-encoding.")
-    duration: int | None = Field(None, description="Film-wide clip duration in seconds.")
+    ratio: Ratio | None = Field(  # type: ignore[valid-type]
+        None, description="MiniMax-H3 only: the aspect ratio of clips made from text (the "
+        "first clip of a film without a first image); clips that start or end on an image "
+        "follow it (adaptive).")
+    duration: Duration | None = Field(  # type: ignore[valid-type]
+        None, description="Film-wide clip duration in seconds.")
     transition: Literal["cut", "crossfade"] = Field(
         "cut", description="cut: packets copied when possible; crossfade: re-encoded.")
     crossfade_seconds: float = Field(0.5, gt=0, le=3, description="Overlap per join.")
     audio: str | None = Field(None, description="Voice-over or music, trimmed or padded to "
                               "the film's length.")
+    voice: str | None = Field(None, description="Narration voice id (film flow); empty: "
+                              "MiniMax's default narrator.")
+    music: MusicSpec | None = Field(None, description="Music bed (film flow): {prompt: ...}, "
+                                    "{file: path} or none.")
+    first_image_prompt: str | None = Field(None, description="K0 made by the image model "
+                                           "instead of a file (film flow).")
     segments: list[Segment] = Field(..., min_length=1)
 
     @field_validator("style_suffix", "first_image", "model", "resolution", "duration", "audio",
-                     mode="before")
+                     "voice", "first_image_prompt", "ratio", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return _blank_to_none(value)
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _canonical_resolution(cls, value: Any) -> Any:
+        return canonical_resolution(value)
+
+    @field_validator("ratio", mode="before")
+    @classmethod
+    def _canonical_ratio(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("music", mode="before")
+    @classmethod
+    def _music_none(cls, value: Any) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        if isinstance(value, str):
+            raise ValueError("music is {prompt: ...}, {file: path} or none")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source_each(self) -> Storyboard:
+        if self.first_image and self.first_image_prompt:
+            raise ValueError("give first_image (a file) or first_image_prompt (generated), "
+                             "not both")
+        if self.audio and self.music is not None:
+            raise ValueError("give audio or music, not both (a narrated film takes "
+                             "music: {file: path})")
+        return self
+
+    @property
+    def narrated(self) -> bool:
+        """Whether any segment has narration."""
+        return any(s.narration for s in self.segments)
+
+    @property
+    def keyframe_prompts(self) -> list[str | None]:
+        """K0..Kn to be generated: ``first_image_prompt``, then each ``keyframe_prompt``."""
+        return [self.first_image_prompt, *(s.keyframe_prompt for s in self.segments)]
+
+    def with_keyframes(self, images: list[str | None]) -> Storyboard:
+        """A copy whose K0..Kn are ``images`` where given (generated keyframes put in
+        place of their prompts); the prompts are dropped, so the copy is a plain
+        storyboard ``make_film`` shoots."""
+        if len(images) != len(self.segments) + 1:
+            raise ValueError(f"{len(images)} images for {len(self.segments) + 1} keyframes")
+        return self.model_copy(update={
+            "first_image": images[0] or self.first_image, "first_image_prompt": None,
+            "segments": [s.model_copy(update={"keyframe": image or s.keyframe,
+                                              "keyframe_prompt": None})
+                         for s, image in zip(self.segments, images[1:], strict=True)]})
 
     @property
     def slug(self) -> str:
         return _slug(self.title)
 
     def film_settings(self, *, model: str | None = None, resolution: str | None = None,
-                      duration: int | None = None) -> dict[str, Any]:
-        """The film-wide model, resolution and duration, in the one precedence every entry
-        point uses: a segment's own values (``Shot.request``), then the storyboard's, then
-        the caller's (the command line, or the run's options)."""
+                      duration: int | None = None, ratio: str | None = None
+                      ) -> dict[str, Any]:
+        """The film-wide model, resolution, duration and (H3) ratio, in the one precedence
+        every entry point uses: a segment's own values (``Shot.request``), then the
+        storyboard's, then the caller's (the command line, or the run's options)."""
         return {"model": self.model or model or DEFAULT_MODEL,
                 "resolution": self.resolution or resolution,
-                "duration": self.duration if self.duration is not None else duration}
+                "duration": self.duration if self.duration is not None else duration,
+                "ratio": self.ratio or ratio}
 
     @property
     def keyframes(self) -> list[str | None]:
@@ -200,8 +327,11 @@ class Storyboard(BaseModel):
                 return value
             return str((root / value).resolve())
 
+        music = self.music
+        if music is not None and music.file:
+            music = music.model_copy(update={"file": fix(music.file)})
         return self.model_copy(update={
-            "first_image": fix(self.first_image), "audio": fix(self.audio),
+            "first_image": fix(self.first_image), "audio": fix(self.audio), "music": music,
             "segments": [s.model_copy(update={"keyframe": fix(s.keyframe)})
                          for s in self.segments]})
 

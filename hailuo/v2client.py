@@ -39,11 +39,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -283,13 +286,15 @@ def _post_upload(client: HailuoClient, item: CheckedMedia) -> str:
 class _Outcome:
     """What one ambiguous submit does: adopt a listed task, resend, or stop."""
 
-    def __init__(self, client: HailuoClient, request: VideoRequest, fingerprint: str) -> None:
+    def __init__(self, client: HailuoClient, request: VideoRequest, fingerprint: str,
+                 task_type: str = "generation") -> None:
         self.client, self.request, self.fingerprint = client, request, fingerprint
+        self.task_type = task_type
 
     def how_to_reconcile(self, sent_at: float) -> str:
         when = datetime.fromtimestamp(sent_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         return (f"To reconcile: list the account's tasks (GET /v2/query/video_generation?"
-                f"filter.model={self.request.model}&filter.task_type=generation, or "
+                f"filter.model={self.request.model}&filter.task_type={self.task_type}, or "
                 f"HailuoClient.list_tasks) for one created around {when}; adopt its id "
                 "(wait/download it) or cancel it while queued (HailuoClient.cancel, "
                 "DELETE /v2/video_generation/<id>: queued tasks are not charged) before "
@@ -313,7 +318,8 @@ class _Outcome:
             if look:
                 self.client._sleep(RECONCILE_PAUSE)
             try:
-                matches, uncertain = find_matches(self.client, self.request, sent_at)
+                matches, uncertain = find_matches(self.client, self.request, sent_at,
+                                                  task_type=self.task_type)
             except errors.HailuoError as exc:
                 raise self.error(f"{why}; the list endpoint could not be read to reconcile "
                                  f"({type(exc).__name__}: {exc.message})", sent_at,
@@ -345,16 +351,20 @@ def submit(client: HailuoClient, request: VideoRequest, *, idempotency_key: str 
     validated, media = check(client, request)
     fingerprint = request_fingerprint(validated, client.provider, take)
     body = _body(client, validated, media, upload=True)
-    model = validated.model
-    outcome = _Outcome(client, validated, fingerprint)
+    return _send(client, V2.submit_path, body, _Outcome(client, validated, fingerprint))
+
+
+def _send(client: HailuoClient, path: str, body: dict[str, Any], outcome: _Outcome) -> Job:
+    """POST one paid body (a create or a regeneration) with the money-safety rules of the
+    module docstring; ``outcome`` reconciles an ambiguous answer."""
+    model = outcome.request.model
     attempt = rate_waits = 0
     while True:
         sent_at = client._clock()
         response: httpx.Response | None = None
         try:
             with netguard.deadline(client.call_deadline):
-                response = client._http.post(V2.submit_path, json=body,
-                                             headers=V2.submit_headers())
+                response = client._http.post(path, json=body, headers=V2.submit_headers())
         except _NEVER_SENT as exc:
             if attempt >= client.max_retries:
                 raise errors.ProviderUnavailableError(
@@ -413,6 +423,84 @@ def submit(client: HailuoClient, request: VideoRequest, *, idempotency_key: str 
         return _accepted(client, job, model, response)
 
 
+# -- regeneration (upscale) -------------------------------------------------------------------
+#: What a base video must be (api-contract-v2.md 1.10, the V2R base_video spec): an
+#: unmodified MiniMax-H3 768P output with its audio, 24 fps, W and H divisible by 32, an
+#: area of 589,824..1,032,192 px and 107..362 frames in steps of 17.
+BASE_AREA = (589_824, 1_032_192)
+BASE_FRAMES = (107, 362)
+
+
+def check_base_video(path: str | os.PathLike[str]) -> CheckedMedia:
+    """The local base video of a regeneration, checked like MiniMax will; raises
+    ``InvalidRequestError`` naming ``base_video``."""
+    from hailuo import media
+
+    item = check_media(str(path), field="reference_videos")  # read, sniffed, measured
+    info = media.probe(path)
+    why = None
+    if round(info.fps) != 24 or abs(info.fps - 24) > 0.01:
+        why = f"it runs at {info.fps:g} fps, not 24"
+    elif info.width % 32 or info.height % 32:
+        why = f"{info.width}x{info.height} is not a multiple of 32 on both sides"
+    elif not BASE_AREA[0] <= info.width * info.height <= BASE_AREA[1]:
+        why = f"{info.width}x{info.height} is not a 768P size"
+    elif not (BASE_FRAMES[0] <= info.frames <= BASE_FRAMES[1]
+              and (info.frames - 5) % 17 == 0):
+        why = f"{info.frames} frames are not on H3's 17k+5 grid (107..362)"
+    elif not info.has_audio:
+        why = "it has no audio track (an H3 output always has one)"
+    if why:
+        raise errors.InvalidRequestError(
+            f"base_video {Path(path).name}: {why}; regeneration takes an unmodified "
+            "MiniMax-H3 768P output", field="base_video")
+    return replace(item, field="base_video", label="base_video")
+
+
+def regeneration_request(request: VideoRequest, base: CheckedMedia | None = None
+                         ) -> VideoRequest:
+    """The request a regeneration stands for (for prices, reconciling and cache keys):
+    the original one at 2K. ``request`` must be the clip's validated MiniMax-H3 768P
+    request."""
+    if request.model != "MiniMax-H3":
+        raise errors.InvalidRequestError(
+            f"regeneration to 2K is documented for MiniMax-H3 only, not {request.model}",
+            field="model")
+    if (request.resolution or "768p") != "768p":
+        raise errors.InvalidRequestError(
+            f"regeneration upscales a 768P clip; this one is {request.resolution}",
+            field="resolution")
+    return request.model_copy(update={"resolution": "2k", "ratio": None})
+
+
+def regenerate(client: HailuoClient, request: VideoRequest, base_video: str,
+               *, take: int = 1) -> Job:
+    """Regenerate a finished MiniMax-H3 768P clip at 2K (``POST /v2/video_regeneration``,
+    form (b): the same prompt, frames and references, plus the clip as ``base_video``).
+
+    ``request`` is the clip's original request (validated again here); ``base_video`` the
+    downloaded, unmodified output (a local file: sent inline, or uploaded when the body
+    would pass 64 MB). Paid ($0.05/s plus the original inputs again: ``hailuo.pricing.
+    regeneration_quote``), so an ambiguous answer is reconciled from the list endpoint
+    (``filter.task_type=regeneration``) exactly like a create. Returns the new task."""
+    validated, media = check(client, request)
+    target = regeneration_request(validated)
+    base = check_base_video(base_video)
+    fingerprint = request_fingerprint(target, client.provider, take)
+    wire = _wire(client, validated, {**media, "base_video": [base]}, upload=True)
+    base_url = wire.pop("base_video")[0]
+    body = V2.regeneration_body(validated, wire, base_url)
+    size = len(json.dumps(body, separators=(",", ":")))
+    if size > H3_MAX_BODY_BYTES:
+        raise errors.InvalidRequestError(
+            f"the regeneration body would be {size / 2**20:.1f} MB; MiniMax accepts at most "
+            f"{H3_MAX_BODY_BYTES // 2**20} MB", field="base_video")
+    job = _send(client, V2.regeneration_path, body,
+                _Outcome(client, target.model_copy(update={"duration": validated.duration}),
+                         fingerprint, task_type="regeneration"))
+    return job
+
+
 def _accepted(client: HailuoClient, job: Job, model: str,
               response: httpx.Response | None) -> Job:
     remember(client, job.task_id, model)
@@ -441,16 +529,18 @@ def _same(a: Any, b: Any) -> bool:
     return str(a).strip().lower() == str(b).strip().lower()
 
 
-def find_matches(client: HailuoClient, request: VideoRequest, sent_at: float
+def find_matches(client: HailuoClient, request: VideoRequest, sent_at: float, *,
+                 task_type: str = "generation"
                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(matches, uncertain) among the listed tasks: same model, resolution, duration, ratio
-    and (when shown) prompt, created from ``RECONCILE_SKEW`` before ``sent_at`` to now, not
-    owned by this process. ``uncertain`` ones have no readable ``created_at``."""
+    """(matches, uncertain) among the listed tasks: same model, task type, resolution,
+    duration, ratio and (when shown) prompt, created from ``RECONCILE_SKEW`` before
+    ``sent_at`` to now, not owned by this process. ``uncertain`` ones have no readable
+    ``created_at``."""
     owned = _owned(client)
     now = client._clock()
     matches: list[dict[str, Any]] = []
     uncertain: list[dict[str, Any]] = []
-    items, _ = list_items(client, model=request.model, task_type="generation",
+    items, _ = list_items(client, model=request.model, task_type=task_type,
                           pages=RECONCILE_PAGES)
     for item in items:
         tid = item.get("id")
@@ -459,7 +549,7 @@ def find_matches(client: HailuoClient, request: VideoRequest, sent_at: float
             continue
         if item.get("model") not in (None, "", request.model):
             continue
-        if item.get("task_type") not in (None, "", "generation"):
+        if item.get("task_type") not in (None, "", task_type):
             continue
         if item.get("resolution") and request.resolution and not _same(
                 item["resolution"], request.resolution):

@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "ClipResult": "prefect_hailuo.flows.models",
     "BatchResult": "prefect_hailuo.flows.models",
     "FilmResult": "prefect_hailuo.flows.continuity",
+    "NarratedFilmResult": "prefect_hailuo.flows.film",
     # flows
     "text_to_video": "prefect_hailuo.flows.generation",
     "image_to_video": "prefect_hailuo.flows.generation",
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "generate_batch": "prefect_hailuo.flows.batch",
     "multi_clip_continuity": "prefect_hailuo.flows.continuity",
     "storyboard": "prefect_hailuo.flows.storyboard",
+    "film": "prefect_hailuo.flows.film",
     # tasks
     "build_prompt": "prefect_hailuo.tasks",
     "submit_generation": "prefect_hailuo.tasks",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from prefect_hailuo.blocks import HailuoConnection, HailuoCredentials, resolve_connection
     from prefect_hailuo.flows.batch import generate_batch
     from prefect_hailuo.flows.continuity import FilmResult, multi_clip_continuity
+    from prefect_hailuo.flows.film import NarratedFilmResult, film
     from prefect_hailuo.flows.generation import first_last_frame, image_to_video, text_to_video
     from prefect_hailuo.flows.models import (
         BatchResult,

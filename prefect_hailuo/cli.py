@@ -1,9 +1,9 @@
 """The ``hailuo`` command.
 
-``generate``, ``continuity`` and ``storyboard`` run the Prefect flows, so a command-line
-run is cached, resumable and visible in the Prefect UI like any other run. ``estimate``
-(a request or a whole storyboard), ``prompt`` and ``sim`` need neither Prefect nor the
-network.
+``generate``, ``continuity``, ``storyboard`` and ``film`` run the Prefect flows, so a
+command-line run is cached, resumable and visible in the Prefect UI like any other run.
+``estimate`` (a request or a whole storyboard), ``prompt`` and ``sim`` need neither
+Prefect nor the network.
 
 Layering: this module imports no Prefect. The flow-backed commands live in
 ``flows/cli.py`` and are imported inside ``main`` only when one of them is asked for: the
@@ -59,7 +59,7 @@ EXIT_AMBIGUOUS = 8
 EXIT_INTERRUPTED = 130
 
 PROVIDERS = tuple(p.value for p in Provider)
-FLOW_COMMANDS = frozenset({"generate", "continuity", "storyboard"})
+FLOW_COMMANDS = frozenset({"generate", "continuity", "storyboard", "film"})
 
 
 class BadInput(ValueError):
@@ -161,14 +161,11 @@ def generate_request(args: argparse.Namespace) -> VideoRequest:
                   "reference_audios": args.reference_audio}
     if args.last_frame and not args.image and not h3:  # H3 takes a last frame alone
         raise BadInput("--last-frame needs --image (the first frame)")
-    for field, values in references.items():
-        s3 = [v for v in values if v.startswith("s3://")]
-        if s3:
-            raise BadInput(f"{s3[0]}: S3 URIs are not accepted for {field}; give a local "
-                           "path or an https URL")
     if args.s3_prefix and not args.s3_bucket_block:
         raise BadInput("--s3-prefix needs --s3-bucket-block")
-    s3_inputs = [v for v in (args.image, args.last_frame) if v and v.startswith("s3://")]
+    s3_inputs = [v for v in (args.image, args.last_frame, *args.reference_image,
+                             *args.reference_video, *args.reference_audio)
+                 if v and v.startswith("s3://")]  # fetched by the flow with the bucket block
     if s3_inputs and not args.s3_bucket_block:
         raise BadInput(f"{s3_inputs[0]} is an S3 URI: give --s3-bucket-block for credentials")
     if not args.prompt and not args.image and not h3:
@@ -209,8 +206,8 @@ def generate_request(args: argparse.Namespace) -> VideoRequest:
 
 
 def film_requests(path: str, *, chain_all: bool, model: str | None = None,
-                  resolution: str | None = None, duration: int | None = None
-                  ) -> tuple[Any, list[VideoRequest]]:
+                  resolution: str | None = None, duration: int | None = None,
+                  ratio: str | None = None) -> tuple[Any, list[VideoRequest]]:
     """Load a storyboard file and the request of every clip, with the precedence the film
     flows use (segment, then storyboard, then command line). Local images are checked."""
     from hailuo.storyboard import load_storyboard
@@ -221,7 +218,8 @@ def film_requests(path: str, *, chain_all: bool, model: str | None = None,
         board = load_storyboard(path)
     except ValueError as exc:  # yaml/json errors are ValueErrors too, pydantic's as well
         raise BadInput(f"{Path(path).name}: {_first_error(exc)}") from None
-    settings = board.film_settings(model=model, resolution=resolution, duration=duration)
+    settings = board.film_settings(model=model, resolution=resolution, duration=duration,
+                                   ratio=ratio)
     requests = []
     for shot in board.shots(chain_all=chain_all):
         first = None if shot.chained else check_image(shot.first_frame_image,
@@ -238,11 +236,75 @@ def film_request_check(args: argparse.Namespace) -> dict[str, Any]:
         raise BadInput(f"--timeout must be positive, got {args.timeout}")
     board, requests = film_requests(args.file, chain_all=args.command == "continuity",
                                     model=args.model, resolution=args.resolution,
-                                    duration=args.duration)
+                                    duration=args.duration, ratio=args.ratio)
     provider, validated = _film_provider(requests, _providers_to_check(args))
     pricing.check_budget(validated, provider, args.max_cost, limit_name="--max-cost")
     return {"path": str(Path(args.file).resolve()), "clips": len(requests),
             "title": board.title}
+
+
+def narrated_film_check(args: argparse.Namespace) -> dict[str, Any]:
+    """``film``: the storyboard loads and its keys are valid, its local files exist (images
+    checked, the music file readable audio), every paid request (clips, keyframe images,
+    narration, music) is valid and the whole film within ``--max-cost`` - before Prefect
+    is imported."""
+    from hailuo.filmplan import check_film_cost, plan_film
+    from hailuo.storyboard import load_storyboard
+
+    if args.timeout is not None and args.timeout <= 0:
+        raise BadInput(f"--timeout must be positive, got {args.timeout}")
+    if args.max_cost is not None and args.max_cost < 0:
+        raise BadInput(f"--max-cost must not be negative, got {args.max_cost}")
+    if args.max_concurrency < 1:
+        raise BadInput(f"--max-concurrency must be at least 1, got {args.max_concurrency}")
+    if not -40 <= args.loudness <= -5:
+        raise BadInput(f"--loudness must be between -40 and -5 LUFS, got {args.loudness}")
+    if not Path(args.file).is_file():
+        raise BadInput(f"storyboard file not found: {args.file!r}")
+    try:
+        board = load_storyboard(args.file)
+    except ValueError as exc:  # yaml/json errors are ValueErrors too, pydantic's as well
+        raise BadInput(f"{Path(args.file).name}: {_first_error(exc)}") from None
+    check_image(board.first_image, "first_image")
+    for number, segment in enumerate(board.segments, start=1):
+        check_image(segment.keyframe, f"segment {number} keyframe")
+    _check_music_file(board.music.file if board.music is not None else board.audio)
+    audio_named = args.audio_credentials_block or args.credentials_block
+    image_providers = ["minimax", "apimart"] if audio_named else ["minimax"]
+    first_error: ValueError | None = None
+    for video_provider in _providers_to_check(args):
+        for image_provider in image_providers:
+            try:
+                plan = plan_film(board, video_provider, image_provider, model=args.model,
+                                 resolution=args.resolution, duration=args.duration)
+            except InvalidRequestError as exc:
+                first_error = first_error or exc
+                continue
+            check_film_cost(plan.costs, args.max_cost, "nothing was sent",
+                            limit_name="--max-cost")
+            return {"path": str(Path(args.file).resolve()), "clips": len(board.segments),
+                    "title": board.title, "usd": str(plan.total_usd)}
+    assert first_error is not None
+    raise first_error
+
+
+def _check_music_file(value: str | None) -> None:
+    """A film's own music (``music: {file: ...}``, or ``audio``) is a local audio file."""
+    if not value:
+        return
+    if value.lower().startswith(("http://", "https://", "s3://")):
+        raise BadInput(f"music file {value!r}: give a local path (the mix reads it)")
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise BadInput(f"music file not found: {value!r}")
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise BadInput(f"music file {value!r} has no audio stream")
+    except (OSError, av.FFmpegError) as exc:
+        raise BadInput(f"music file {value!r} is not a readable audio file: {exc}") from None
 
 
 def _film_provider(requests: list[VideoRequest], providers: list[str]
@@ -308,7 +370,7 @@ def _estimate(args: argparse.Namespace) -> int:
 def _estimate_film(args: argparse.Namespace) -> int:
     board, requests = film_requests(args.storyboard, chain_all=args.mode == "continuity",
                                     model=args.model, resolution=args.resolution,
-                                    duration=args.duration)
+                                    duration=args.duration, ratio=args.ratio)
     clips = []
     for index, request in enumerate(requests, start=1):
         try:
@@ -438,6 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
         film.add_argument("--model", default=None, help="default model (the file's wins)")
         film.add_argument("--duration", type=int, help="default seconds per clip")
         film.add_argument("--resolution", help="default resolution")
+        film.add_argument("--ratio", help="H3: the ratio of clips made from text (the first "
+                          "clip without a first image), e.g. 16:9; the file's wins")
         film.add_argument("--max-cost", type=float, metavar="USD",
                           help="refuse before submitting if the film's estimate is higher")
         film.add_argument("--timeout", type=float, metavar="SECONDS",
@@ -446,6 +510,27 @@ def build_parser() -> argparse.ArgumentParser:
             film.add_argument("--max-concurrency", type=int, default=8,
                               help="clips in flight at once (default 8)")
         _add_common_run_options(film)
+
+    nar = sub.add_parser("film", help="a narrated film: generated keyframes, voice-over, "
+                         "music, one mixed soundtrack and subtitles (runs the Prefect flow)")
+    nar.add_argument("file", help="storyboard file (.yaml or .json) with narration, voice, "
+                     "music, first_image_prompt / keyframe_prompt")
+    nar.add_argument("--audio-credentials-block", default=None, metavar="NAME",
+                     help="HailuoCredentials block (MiniMax) for speech, music and images; "
+                     "default: --credentials-block")
+    nar.add_argument("--model", default=None, help="default video model (the file's wins)")
+    nar.add_argument("--duration", type=int, help="default seconds per clip")
+    nar.add_argument("--resolution", help="default resolution")
+    nar.add_argument("--max-cost", type=float, metavar="USD",
+                     help="refuse before paying anything if the whole film's estimate "
+                     "(images + speech + music + video) is higher")
+    nar.add_argument("--timeout", type=float, metavar="SECONDS",
+                     help="total wait per clip (default 1800)")
+    nar.add_argument("--max-concurrency", type=int, default=8,
+                     help="clips in flight at once (default 8)")
+    nar.add_argument("--loudness", type=float, default=-16.0, metavar="LUFS",
+                     help="integrated loudness of the mix (default -16)")
+    _add_common_run_options(nar)
 
     sim = sub.add_parser("sim", help="run the local simulator (see `hailuo sim --help`)",
                          add_help=False)
@@ -536,6 +621,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 CHECKS = {"generate": generate_request, "continuity": film_request_check,
+          "film": narrated_film_check,
           "storyboard": film_request_check}
 
 

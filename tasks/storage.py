@@ -52,6 +52,16 @@ def object_prefix(prefix: str, provider: str, task_id: str) -> str:
     return "/".join(p.strip("/") for p in (prefix, provider, task_id) if p.strip("/"))
 
 
+def _served_as(file_name: str | None, disposition: str = "inline") -> dict[str, str]:
+    """Presign parameters that make S3 serve an object under ``file_name`` (quotes and
+    anything outside printable ASCII left out: the name comes from ``hailuo.files.slug``
+    anyway)."""
+    if not file_name:
+        return {}
+    safe = "".join(ch for ch in file_name if 32 < ord(ch) < 127 and ch not in '"\\;')
+    return {"ResponseContentDisposition": f'{disposition}; filename="{safe}"'}
+
+
 def _existing_sha(s3: Any, bucket: str, key: str) -> str | None:
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
@@ -72,12 +82,16 @@ def upload_to_s3(
     provider: str = "apimart",
     thumbnail_path: str | None = None,
     presign_seconds: int = 86400,
+    file_name: str | None = None,
 ) -> UploadedVideo:
     """Upload the video (multipart when large), its JSON manifest and thumbnail.
 
     Skipped when an object with the same sha256 (kept in the object's metadata) is already
     at the key. Returns the S3 URIs and presigned URLs. A failed multipart upload is
-    aborted by boto3's transfer manager, so no half-written object is left.
+    aborted by boto3's transfer manager, so no half-written object is left. With
+    ``file_name`` the presigned URLs ask S3 to serve the object under that name
+    (``Content-Disposition``), so a link reading ``owl-mm964s7k.mp4`` saves as that file,
+    not as ``video.mp4``; the key layout stays the same.
     """
     logger = get_run_logger()
     bucket_block = S3Bucket.load(s3_bucket_block)
@@ -102,12 +116,14 @@ def upload_to_s3(
                        ExtraArgs={"ContentType": "image/jpeg"})
         thumb_uri = f"s3://{bucket}/{thumb_key}"
         thumb_url = s3.generate_presigned_url("get_object", Params={
-            "Bucket": bucket, "Key": thumb_key}, ExpiresIn=presign_seconds)
+            "Bucket": bucket, "Key": thumb_key,
+            **_served_as(Path(thumbnail_path).name if file_name else None, "inline")},
+            ExpiresIn=presign_seconds)
     manifest_key = f"{base}/manifest.json"
     s3.put_object(Bucket=bucket, Key=manifest_key, ContentType="application/json",
                   Body=json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
-    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key},
-                                    ExpiresIn=presign_seconds)
+    url = s3.generate_presigned_url("get_object", Params={
+        "Bucket": bucket, "Key": key, **_served_as(file_name)}, ExpiresIn=presign_seconds)
     events.emit(events.UPLOADED, uri=f"s3://{bucket}/{key}", skipped=skipped)
     return UploadedVideo(bucket=bucket, key=key, s3_uri=f"s3://{bucket}/{key}",
                          manifest_uri=f"s3://{bucket}/{manifest_key}", presigned_url=url,

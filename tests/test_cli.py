@@ -84,7 +84,8 @@ def test_generate_prints_plain_progress_and_writes_the_video(sim, creds, api_url
     assert sim.submits() == before + 1
     lines = dict(line.split(None, 1) for line in proc.stdout.splitlines() if line.strip())
     video = Path(lines["video"].split()[0])
-    assert video.parent == tmp_path and media.probe(video).width == 912
+    assert video.parent == tmp_path / "clips" and media.probe(video).width == 912
+    assert video.name.startswith("a-red-kite-above-dunes-at-noon-")  # named after the clip
     assert Path(lines["manifest"]).exists()
     # not a terminal: one plain line per change, no carriage returns or escape codes
     assert "\r" not in proc.stderr and "\x1b" not in proc.stderr

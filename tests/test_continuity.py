@@ -18,6 +18,7 @@ import yaml
 from PIL import Image, ImageFilter
 
 from hailuo import media
+from hailuo.files import short_task_id
 from hailuo.simulator import run_simulator
 from hailuo.simulator.faults import MINIMAX_MESSAGES
 from hailuo.storyboard import Storyboard, load_storyboard
@@ -138,7 +139,8 @@ def continuity_runs(sim, creds, tmp_path_factory, monkeypatch_module):
     monkeypatch_module.undo()
     first = _new_tasks(sim, known)
     first_submits = sim.submits() - before
-    pngs = {t["id"]: out / f"{t['id']}.last.png" for t in first[:2]}
+    pngs = {t["id"]: next((out / board.slug).glob(f"*-{short_task_id(t['id'])}.last.png"))
+            for t in first[:2]}  # beside each clip: <film>/<segment>-<task id short>
     png_sha = {k: media.sha256_file(p) for k, p in pngs.items()}
     for path in pngs.values():  # the re-run must rebuild them, byte for byte
         path.unlink()

@@ -78,7 +78,7 @@ def test_prefect_yaml_deploys_every_flow_with_an_inactive_example_schedule():
     specs = deployment_specs()
     deployed = {tuple(s["entrypoint"].split(":")) for s in specs}
     modules = [f"prefect_hailuo.flows.{m}"
-               for m in ("generation", "batch", "continuity", "storyboard")]
+               for m in ("generation", "batch", "continuity", "storyboard", "film")]
     for module in modules:
         mod = importlib.import_module(module)
         for attr, value in vars(mod).items():
@@ -383,4 +383,5 @@ def test_serve_runs_deployments_without_a_worker(deployed, sim, tmp_path_factory
     run = _wait_final(deployed, [run_id], timeout=180)[run_id]
     assert run["state"]["type"] == "COMPLETED", deployed.log("serve")[-3000:]
     assert sim.submits() == before + 1
-    assert len(list(out.glob("*.mp4"))) == 1
+    [video] = out.rglob("*.mp4")  # named after the clip, in the default group's folder
+    assert video.parent == out / "clips" and video.name.startswith("a-lighthouse-keeper")

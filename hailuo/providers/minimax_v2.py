@@ -45,6 +45,10 @@ SUBMIT_PATH = "/v2/video_generation"
 QUERY_PATH = "/v2/query/video_generation"
 CANCEL_PATH = "/v2/video_generation"
 UPLOAD_PATH = "/v1/files/upload"
+#: Regenerate a finished MiniMax-H3 768P output at 2K (api-contract-v2.md 1.10).
+REGENERATION_PATH = "/v2/video_regeneration"
+#: The base video's role: only on ``/v2/video_regeneration``.
+BASE_VIDEO_ROLE = "base_video"
 #: ``purpose`` of a media upload. The contract names no value for v2 inputs: this is the
 #: purpose MiniMax's own video files carry (api-contract.md files/retrieve); unconfirmed.
 UPLOAD_PURPOSE = "video_generation"
@@ -197,6 +201,26 @@ class MinimaxV2Dialect:
             body["aigc_watermark"] = True
         if request.model == "MiniMax-H3-Max" and not request.prompt_optimizer:
             body["extra"] = {"prompt_expansion_mode": "disabled"}
+        return body
+
+    regeneration_path = REGENERATION_PATH
+
+    def regeneration_body(self, request: VideoRequest,
+                          media: Mapping[str, str | Sequence[str]], base_video: str,
+                          resolution: str = "2K") -> dict[str, Any]:
+        """Body of ``POST /v2/video_regeneration``, form (b) of api-contract-v2.md 1.10:
+        the exact prompt sent the first time, the same frames / references, and the
+        finished 768P output as a ``video_url`` item with role ``base_video``; no duration
+        or ratio (the base video fixes both). Form (a), ``source_task_id``, is for
+        whitelisted accounts only and is not used."""
+        original = self.submit_body(request, media)
+        content = [*original["content"], {"type": "video_url", "video_url": {"url": base_video},
+                                          "role": BASE_VIDEO_ROLE}]
+        body: dict[str, Any] = {"model": request.model, "content": content,
+                                "resolution": resolution}
+        for key in ("callback_url", "aigc_watermark"):
+            if key in original:
+                body[key] = original[key]
         return body
 
     def parse_submit(self, status_code: int, body: Any, retry_after: float | None,

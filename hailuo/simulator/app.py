@@ -48,6 +48,7 @@ from hailuo.simulator.faults import (
     minimax_error,
     server_error_body,
 )
+from hailuo.simulator.media_apis import register_media_routes
 from hailuo.simulator.state import Phase, Replay, Task
 from hailuo.simulator.transport import DropConnection
 from hailuo.simulator.validation import Rejected, parse_submission
@@ -270,8 +271,7 @@ def create_app(config: SimulatorConfig | None = None, **knobs: Any) -> FastAPI:
     app.state.sim = sim
     app.add_middleware(MarkSimulated)
     v2.register(app, sim, Exchange)  # MiniMax video v2 (H3): hailuo.simulator.v2
-    from hailuo.simulator.media_apis import register_media_routes  # speech, music, images
-    register_media_routes(app, sim)
+    register_media_routes(app, sim, Exchange)  # speech, music, images: media_apis
 
     idem_locks: dict[tuple[str, str], asyncio.Lock] = {}
 

@@ -56,6 +56,43 @@ class CallbackSender:
         self._running.add(job)
         job.add_done_callback(self._running.discard)
 
+    def follow_v2(self, task: Task, body: Callable[[Task], dict[str, Any]]) -> None:
+        """Start delivering MiniMax v2 callbacks for ``task``: the challenge, then a
+        query-shaped ``{"task": {...}}`` (``body(task)``) on each status change."""
+        job = asyncio.get_running_loop().create_task(self._follow_v2(task, body))
+        self._running.add(job)
+        job.add_done_callback(self._running.discard)
+
+    async def _follow_v2(self, task: Task, body: Callable[[Task], dict[str, Any]]) -> None:
+        url = task.callback_url
+        assert url
+        if not await self._challenge(task, url):
+            return
+        last = None
+        timeout = self.config().callback_timeout
+        while True:
+            current = body(task)
+            word = current.get("task", {}).get("status")
+            if word != last and word != "queued":  # queued is where every task starts
+                last = word
+                await self._post(task, url, current, str(word), timeout)
+                if self.dice.roll("callback_duplicate", self.config().callback_duplicate_rate):
+                    await self._post(task, url, current, f"{word} (duplicate)", timeout)
+            if word in ("succeeded", "failed", "cancelled", "expired"):
+                return
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _challenge(self, task: Task, url: str) -> bool:
+        """MiniMax's handshake: the receiver must echo the challenge."""
+        challenge = secrets.token_hex(16)
+        status, answer = await self._post(task, url, {"challenge": challenge}, "challenge",
+                                          self.config().challenge_timeout)
+        echoed = isinstance(answer, dict) and answer.get("challenge") == challenge
+        if status != 200 or not echoed:
+            log.info("callback %s for %s: challenge not echoed; no callbacks sent", url, task.id)
+            self._record(task, url, "abandoned", None, None, "challenge not echoed")
+        return status == 200 and echoed
+
     async def close(self) -> None:
         for job in list(self._running):
             job.cancel()
@@ -66,13 +103,7 @@ class CallbackSender:
     async def _follow_minimax(self, task: Task) -> None:
         url = task.callback_url
         assert url
-        challenge = secrets.token_hex(16)
-        status, answer = await self._post(task, url, {"challenge": challenge}, "challenge",
-                                          self.config().challenge_timeout)
-        echoed = isinstance(answer, dict) and answer.get("challenge") == challenge
-        if status != 200 or not echoed:
-            log.info("callback %s for %s: challenge not echoed; no callbacks sent", url, task.id)
-            self._record(task, url, "abandoned", None, None, "challenge not echoed")
+        if not await self._challenge(task, url):
             return
         sent: set[str] = set()
         while True:

@@ -377,10 +377,12 @@ class _ImageTaskRoute(APIRoute):
         return match, child
 
 
-def register_media_routes(app: FastAPI, sim: Any) -> MediaState:
+def register_media_routes(app: FastAPI, sim: Any, Exchange: Any) -> MediaState:  # noqa: N803
     """Add the media routes to the simulator ``app`` (ahead of its own routes, so the
-    image-task status route is tried before the video one) and return their state."""
-    from hailuo.simulator.app import Exchange  # here: app.py imports this module lazily
+    image-task status route is tried before the video one) and return their state.
+
+    ``Exchange`` is the video routes' request handling (``hailuo.simulator.app``), handed
+    in so that this module does not import the app that imports it."""
 
     media = MediaState(sim)
     sim.media = media

@@ -14,6 +14,13 @@ Routes (registered by ``app.create_app`` through ``register``):
   ``task_id`` query parameter is ignored, as the real list endpoint does (the pitfall).
 * ``DELETE /v2/video_generation/{task_id}``: queued -> cancelled (never rendered, not
   charged); succeeded / failed -> deleted; running or cancelled -> 400.
+* ``POST /v2/video_regeneration``: form (b) of the docs - the original content plus one
+  ``video_url`` item with role ``base_video``, ``resolution: "2K"``, no duration or ratio;
+  the base must be an unmodified H3 768P output (24 fps, sides divisible by 32, the 768P
+  area, 107..362 frames on the 17k+5 grid, audio). Renders the base's ratio at 2K
+  (16:9: 2560x1440) with the same frame count and the same prompt-seeded sound; the task
+  lists with ``task_type: regeneration`` and ``ratio: ""``; costs $0.05/s plus the
+  original inputs again. ``source_task_id`` (whitelist only) is refused.
 * ``POST /v1/files/upload`` (multipart ``purpose`` + ``file``): stores a file, answers
   ``file.file_id`` (a JSON number); ``mm_file://<file_id>`` then refers to it.
 
@@ -26,8 +33,9 @@ Errors are v2-shaped: a real HTTP status and ``{"type":"error","error":{"type","
 ``unknown_status_word``, the hostile-answer knobs, and the scripted faults
 ``h3_plan_key`` (400, 2013: a Token Plan / Credit key cannot use H3),
 ``v2_server_error`` (HTTP 500 server_error before the task exists) and
-``error_after_accept`` (the task IS created, then HTTP 502). Callbacks are not sent for
-v2 tasks (yet).
+``error_after_accept`` (the task IS created, then HTTP 502). With a ``callback_url`` the
+challenge is sent first, then the query's ``{"task": {...}}`` on each status change
+(running, then succeeded / failed / cancelled), as MiniMax documents (1.7).
 
 Clips: ``hailuo.h3`` sizes, 24 fps, the 17k+5 frame grid, a stereo 32 kHz AAC track that
 depends on the prompt (``hailuo.simulator.h3render``); cheap mode keeps 2K cheap.
@@ -44,7 +52,8 @@ import math
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any
@@ -55,6 +64,7 @@ from starlette.responses import Response
 
 from hailuo import h3
 from hailuo.capabilities import (
+    H3_FPS,
     H3_MAX_BODY_BYTES,
     H3_MAX_COUNTS,
     H3_MAX_PROMPT_CHARS,
@@ -199,6 +209,22 @@ async def _fetch(url: str, what: str, client: httpx.AsyncClient | None,
                        f"({type(exc).__name__})") from None
 
 
+async def media_bytes(url: str, what: str, *, book: Book, who: str | None,
+                      client: httpx.AsyncClient | None, fetch_timeout: float) -> bytes:
+    """The bytes a content item's URL stands for: an upload, a data URI or a download."""
+    if url.startswith("mm_file://"):
+        raw_id = url[len("mm_file://"):]
+        stored = book.file(int(raw_id)) if raw_id.isdigit() else None
+        if stored is None or (who is not None and stored.who != who):
+            raise Rejected(f"invalid params, {what}: file {raw_id} not found")
+        return stored.data
+    if url[:5].lower() == "data:":
+        return _decode_data_uri(url, what)
+    if url[:8].lower().startswith(("http://", "https://")):
+        return await _fetch(url, what, client, fetch_timeout)
+    raise Rejected(f"invalid params, {what} must be a URL, mm_file:// or a data URI")
+
+
 async def parse_v2(body: Any, *, book: Book, who: str | None, client: httpx.AsyncClient | None,
                    fetch_timeout: float = 5.0) -> V2Submission:
     """Validate a create body like MiniMax does; raise ``Rejected`` like it would."""
@@ -324,19 +350,8 @@ async def parse_v2(body: Any, *, book: Book, who: str | None, client: httpx.Asyn
         out = []
         for index, (url, where) in enumerate(items):
             what = f"{where} ({name})"
-            if url.startswith("mm_file://"):
-                raw_id = url[len("mm_file://"):]
-                stored = book.file(int(raw_id)) if raw_id.isdigit() else None
-                if stored is None or (who is not None and stored.who != who):
-                    raise Rejected(f"invalid params, {what}: file {raw_id} not found")
-                data = stored.data
-            elif url[:5].lower() == "data:":
-                data = _decode_data_uri(url, what)
-            elif url[:8].lower().startswith(("http://", "https://")):
-                data = await _fetch(url, what, client, fetch_timeout)
-            else:
-                raise Rejected(f"invalid params, {what} must be a URL, mm_file:// or a data "
-                               "URI")
+            data = await media_bytes(url, what, book=book, who=who, client=client,
+                                     fetch_timeout=fetch_timeout)
             try:
                 check_media(data, field=name, index=index)
             except InvalidRequestError as exc:
@@ -345,6 +360,121 @@ async def parse_v2(body: Any, *, book: Book, who: str | None, client: httpx.Asyn
         decoded[name] = out
     return V2Submission(model=model, mode=mode, prompt=prompt, resolution=label,
                         duration=duration, ratio=ratio, media=decoded, callback_url=callback)
+
+
+# -- regeneration: a finished H3 768P output again at 2K (api-contract-v2.md 1.10) ----------
+REGENERATION_FIELDS = {"model", "content", "resolution", "callback_url", "aigc_watermark",
+                       "source_task_id"}
+REGENERATION_MAX_TEXT = 40_000
+#: $ per output second of a regeneration, and for the original inputs billed again.
+REGENERATION_PRICE = 0.05
+REGENERATION_IMAGE_PRICE = 0.025
+REGENERATION_VIDEO_PRICE = 0.05
+
+
+@dataclass(frozen=True)
+class BaseVideo:
+    """What the simulator measured of a regeneration's base video."""
+
+    width: int
+    height: int
+    frames: int
+    ratio: str  # nearest H3 ratio
+
+    @property
+    def duration(self) -> int:
+        """The duration the clip was asked for (the 17k+5 grid rounds it up < 1 s)."""
+        return self.frames // H3_FPS
+
+
+def base_video_info(data: bytes) -> BaseVideo:
+    """Measure a base video and check it is an unmodified H3 768P output (24 fps, W and H
+    divisible by 32, area 589,824..1,032,192, 107..362 frames on the 17k+5 grid, audio)."""
+    import io
+
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise Rejected("invalid params, base_video has no video stream")
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or 0)
+            width, height = stream.codec_context.width, stream.codec_context.height
+            has_audio = bool(container.streams.audio)
+            frames = stream.frames or sum(1 for p in container.demux(stream) if p.size)
+    except Rejected:
+        raise
+    except Exception:  # noqa: BLE001 - whatever the decoder says, it is not a video
+        raise Rejected("invalid params, base_video is not a readable MP4") from None
+    problem = None
+    if abs(fps - 24) > 0.01:
+        problem = f"it runs at {fps:g} fps"
+    elif width % 32 or height % 32 or not 589_824 <= width * height <= 1_032_192:
+        problem = f"{width}x{height} is not an H3 768P size"
+    elif not (107 <= frames <= 362 and (frames - 5) % 17 == 0):
+        problem = f"{frames} frames are not on the 17k+5 grid"
+    elif not has_audio:
+        problem = "it has no audio"
+    if problem:
+        raise Rejected(f"invalid params, base_video must be an unmodified MiniMax-H3 768P "
+                       f"output: {problem}")
+    return BaseVideo(width, height, frames, h3.nearest_ratio(width, height))
+
+
+async def parse_regeneration(body: Any, *, book: Book, who: str | None,
+                             client: httpx.AsyncClient | None, fetch_timeout: float = 5.0
+                             ) -> tuple[V2Submission, BaseVideo]:
+    """Validate a ``/v2/video_regeneration`` body like MiniMax does (form (b): content with
+    the same items as the original create plus one ``base_video``)."""
+    if not isinstance(body, dict):
+        raise Rejected("invalid params, request body must be a JSON object")
+    unknown = sorted(set(body) - REGENERATION_FIELDS)
+    if unknown:
+        raise Rejected(f"invalid params, unknown field {unknown[0]} (a regeneration takes no "
+                       "duration or ratio: the base video fixes them)")
+    if body.get("model") != "MiniMax-H3":
+        raise Rejected(f"invalid params, regeneration supports MiniMax-H3 only, not "
+                       f"{body.get('model')!r}")
+    if "source_task_id" in body:
+        if "content" in body:
+            raise Rejected("invalid params, give exactly one of source_task_id or content")
+        raise Rejected("invalid params, regeneration by source_task_id is not enabled for "
+                       "this account (whitelist only); send content with the base_video")
+    if body.get("resolution") != "2K":
+        raise Rejected("invalid params, regeneration resolution must be 2K")
+    content = body.get("content")
+    if not isinstance(content, list):
+        raise Rejected("invalid params, content must be a list")
+    bases = [i for i in content if isinstance(i, dict) and i.get("role") == "base_video"]
+    rest = [i for i in content if not (isinstance(i, dict) and i.get("role") == "base_video")]
+    if len(bases) != 1 or bases[0].get("type") != "video_url":
+        raise Rejected("invalid params, content must include exactly one video_url item "
+                       "with role base_video")
+    inner = bases[0].get("video_url")
+    url = inner.get("url") if isinstance(inner, dict) else None
+    if not isinstance(url, str) or not url:
+        raise Rejected("invalid params, base_video.video_url.url is required")
+    texts = [i.get("text") for i in rest if isinstance(i, dict) and i.get("type") == "text"]
+    if any(isinstance(t, str) and len(t) > REGENERATION_MAX_TEXT for t in texts):
+        raise Rejected(f"invalid params, text may be at most {REGENERATION_MAX_TEXT} "
+                       "characters for a regeneration")
+    data = await media_bytes(url, "base_video", book=book, who=who, client=client,
+                             fetch_timeout=fetch_timeout)
+    base = base_video_info(data)
+    # The rest is a create's content (roles, media limits): checked as one, the text
+    # stood in for (a regeneration's may be longer than a create's).
+    text = next((t for t in texts if isinstance(t, str) and t.strip()), None)
+    shadow = [({**i, "text": "x"} if isinstance(i, dict) and i.get("type") == "text" else i)
+              for i in rest]
+    create = {"model": "MiniMax-H3", "content": shadow, "resolution": "2K",
+              "duration": base.duration, "ratio": base.ratio}
+    for key in ("callback_url", "aigc_watermark"):
+        if key in body:
+            create[key] = body[key]
+    sub = await parse_v2(create, book=book, who=who, client=client,
+                         fetch_timeout=fetch_timeout)
+    return replace(sub, prompt=text or ""), base
 
 
 def _actual_ratio(sub: V2Submission) -> str:
@@ -521,7 +651,31 @@ def register(app: FastAPI, sim: Any, exchange_cls: type) -> Book:
                 task.render_finished_at = time.time()
 
         assert sim.renderer is not None
-        task.future = sim.renderer.pool.submit(work)
+        pool = sim.renderer.pool
+        if task.queue_end <= time.time():
+            task.future = pool.submit(work)
+            return
+        # A queued task is not being rendered: the render starts when the queue time is
+        # over (or the task is forced on), so one cancelled while queued never renders.
+        outer: Future[None] = Future()
+        task.future = outer
+
+        def after_the_queue() -> None:
+            while info.cancelled_at is None and time.time() < task.queue_end:
+                time.sleep(min(0.1, max(0.0, task.queue_end - time.time())))
+            if info.cancelled_at is not None:
+                outer.set_result(None)
+                return
+            try:
+                inner = pool.submit(work)
+            except RuntimeError as exc:  # the server is stopping
+                outer.set_exception(exc)
+                return
+            inner.add_done_callback(lambda f: outer.set_exception(f.exception())
+                                    if f.exception() else outer.set_result(None))
+
+        threading.Thread(target=after_the_queue, name=f"h3-queue-{task.id}",
+                         daemon=True).start()
 
     def create(sub: V2Submission, base_url: str) -> Task:
         from hailuo.simulator.core import _camera
@@ -552,7 +706,13 @@ def register(app: FastAPI, sim: Any, exchange_cls: type) -> Book:
         sim.state.add_task(task)
         if fail_code is None:
             start_render(task, sub, info)
+        follow(task, info, base_url)
         return task
+
+    def follow(task: Task, info: Meta, base_url: str) -> None:
+        """v2 callbacks: ``{"task": {...}}`` as a query answers, on each status change."""
+        if task.callback_url and sim.sender is not None:
+            sim.sender.follow_v2(task, lambda t: {"task": task_body(t, info, base_url)})
 
     # -- create ----------------------------------------------------------------------------
     @app.post("/v2/video_generation")
@@ -603,6 +763,67 @@ def register(app: FastAPI, sim: Any, exchange_cls: type) -> Book:
         if isinstance(made_hostile, Response):
             return made_hostile
         return ex.reply(made_hostile or answer)
+
+    def create_regeneration(sub: V2Submission, base: BaseVideo, base_url: str) -> Task:
+        """A regeneration task: the base's ratio and frame count at 2K, the same sound
+        (it depends on the prompt and references, as the original's did)."""
+        from hailuo.simulator.core import _camera
+
+        config = sim.config
+        width, height = h3.frame_size("2k", base.ratio)
+        camera, notes = _camera(sub.prompt)
+        images = sum(len(sub.media.get(k, ())) for k in (
+            "first_frame_image", "last_frame_image", "reference_images"))
+        video_seconds = math.ceil(sum(map(_seconds, sub.media.get("reference_videos", ()))))
+        cost = (REGENERATION_PRICE * base.duration
+                + REGENERATION_IMAGE_PRICE * max(0, images - 5)
+                + REGENERATION_VIDEO_PRICE * video_seconds)
+        task = Task(
+            id=new_minimax_id(), provider=MINIMAX, model="MiniMax-H3", mode=sub.mode,
+            resolution="2k", duration=base.duration, width=width, height=height,
+            prompt=sub.prompt, created_at=time.time(), queue_seconds=config.queue_seconds,
+            render_seconds=config.render_seconds, file_token=secrets.token_urlsafe(18),
+            camera=camera, callback_url=sub.callback_url, base_url=base_url,
+            notes=[*notes, "api v2", "regeneration"], cost=round(cost, 4))
+        info = Meta(ratio="", task_type="regeneration", image_count=images,
+                    input_seconds=video_seconds,
+                    audio_seconds=math.ceil(sum(map(_seconds,
+                                                    sub.media.get("reference_audios", ())))))
+        with book.lock:
+            book.meta[task.id] = info
+        sim.state.add_task(task)
+        start_render(task, sub, info)
+        follow(task, info, base_url)
+        return task
+
+    @app.post("/v2/video_regeneration")
+    async def v2_regenerate(request: Request) -> Any:
+        ex = V2Exchange(sim, request, MINIMAX, "submit")
+        early = await ex.begin()
+        if early is not None:
+            return early
+        raw = await request.body()
+        ex.entry["body_sha256"] = hashlib.sha256(raw).hexdigest()
+        if len(raw) > H3_MAX_BODY_BYTES:
+            return ex.error(413, "bad_request_error", "request body exceeds 64 MB", 2013)
+        limited = ex.rate_limit("submit", sim.config.rpm)
+        if limited is not None:
+            return limited
+        try:
+            body = json.loads(raw or b"null")
+        except ValueError:
+            return ex.rejected(Rejected("invalid params, request body is not valid JSON"))
+        try:
+            sub, base = await parse_regeneration(body, book=book, who=ex.who,
+                                                 client=sim.client,
+                                                 fetch_timeout=sim.config.image_fetch_timeout)
+        except Rejected as exc:
+            return ex.rejected(exc)
+        task = create_regeneration(sub, base, ex.base_url)
+        ex.entry.update(task_id=task.id, accepted=True, regeneration=True)
+        if sim.dice.roll("drop_after_submit", sim.config.drop_after_submit_rate):
+            return ex.drop("dropped_after_submit")
+        return ex.reply({"task_id": task.id})
 
     # -- query and list ---------------------------------------------------------------------
     async def lookup(request: Request, kind: str) -> tuple[Any, Response | None]:

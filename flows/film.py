@@ -36,7 +36,7 @@ import json
 import time
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
@@ -51,10 +51,25 @@ from hailuo.mediaclient import ModelUnavailableError
 from hailuo.mix import MixSettings
 from hailuo.models import utcnow
 from hailuo.speech import DEFAULT_VOICE
-from hailuo.storyboard import Storyboard, load_storyboard
-from prefect_hailuo.blocks.credentials import HailuoConnection, resolve_connection
+from hailuo.storyboard import load_storyboard
+from prefect_hailuo.blocks.credentials import (
+    HailuoConnection,
+    HailuoCredentials,
+    resolve_connection,
+)
+from prefect_hailuo.flows import publish
 from prefect_hailuo.flows.continuity import FilmResult, make_film
 from prefect_hailuo.flows.models import Destination, GenerationOptions
+from prefect_hailuo.flows.params import (
+    Credentials,
+    CredentialsBlock,
+    MaxConcurrency,
+    Options,
+    StoryboardInput,
+    Where,
+    pick_credentials,
+    titled,
+)
 from prefect_hailuo.flows.preflight import check_audio, check_images, preflight
 from prefect_hailuo.tasks.assets import (
     ImageAsset,
@@ -65,6 +80,7 @@ from prefect_hailuo.tasks.assets import (
     speech_client,
     synthesize_speech,
 )
+from prefect_hailuo.tasks.cancellation import cancel_queued_tasks
 from prefect_hailuo.tasks.soundtrack import (
     mix_film_soundtrack,
     mux_film,
@@ -74,6 +90,9 @@ from prefect_hailuo.tasks.soundtrack import (
 )
 
 __all__ = ["NarratedFilmResult", "NarrationEntry", "film"]
+
+AudioCredentials = Annotated[HailuoCredentials | None, titled("Audio and image credentials")]
+AudioCredentialsBlock = Annotated[str | None, titled("Audio and image credentials block name")]
 
 
 class NarrationEntry(BaseModel):
@@ -114,9 +133,12 @@ class NarratedFilmResult(FilmResult):
     stage_seconds: dict[str, float] = Field(default_factory=dict)
 
 
-def _audio_connection(audio_block: str | None, video: HailuoConnection) -> HailuoConnection:
-    """The connection for speech, music and images: the named block, else the video's
-    (the embedded simulator answers in MiniMax's dialect for them)."""
+def _audio_connection(audio_block: HailuoCredentials | str | None, video: HailuoConnection
+                      ) -> HailuoConnection:
+    """The connection for speech, music and images: the picked or named block, else the
+    video's (the embedded simulator answers in MiniMax's dialect for them)."""
+    if isinstance(audio_block, HailuoCredentials):
+        return resolve_connection(audio_block, Provider.MINIMAX)
     name = (audio_block or "").strip() or None
     if name is None:
         if video.credentials_block != "simulator":
@@ -130,15 +152,17 @@ def _stage(stage: str) -> None:
 
 
 # -- the flow ---------------------------------------------------------------------------
-@flow(name="hailuo-film", log_prints=True)
+@flow(name="hailuo-film", log_prints=True, on_cancellation=[cancel_queued_tasks])
 def film(
-    storyboard: Storyboard | str,
-    options: GenerationOptions = GenerationOptions(),
-    destination: Destination = Destination(),
-    credentials_block: str | None = None,
-    audio_credentials_block: str | None = None,
-    max_concurrency: int = 8,
-    loudness_lufs: float = -16.0,
+    storyboard: StoryboardInput,
+    options: Options = GenerationOptions(),
+    destination: Where = Destination(),
+    credentials: Credentials = None,
+    credentials_block: CredentialsBlock = None,
+    audio_credentials: AudioCredentials = None,
+    audio_credentials_block: AudioCredentialsBlock = None,
+    max_concurrency: MaxConcurrency = 8,
+    loudness_lufs: Annotated[float, titled("Loudness (LUFS)")] = -16.0,
 ) -> NarratedFilmResult:
     """A finished film from a storyboard: generated keyframes, narration, music, the clips,
     one mixed soundtrack (``loudness_lufs`` integrated, true peak <= -1 dBTP), subtitles
@@ -150,10 +174,13 @@ def film(
         options: video model, durations, ``max_cost_usd`` for the whole film (images +
             speech + music + video).
         destination: local folder and optional S3 bucket block.
-        credentials_block: HailuoCredentials block for the video ("simulator": the
-            embedded simulator).
-        audio_credentials_block: block for speech, music and images (MiniMax's API);
-            empty: the video's block.
+        credentials: The HailuoCredentials block for the video, picked from the saved
+            blocks; it wins over the credentials block name.
+        credentials_block: The same by name (CLI and code); "simulator" runs the embedded
+            simulator (nothing is paid).
+        audio_credentials: The HailuoCredentials block for speech, music and images
+            (MiniMax's own API), picked from the saved blocks; it wins over the name.
+        audio_credentials_block: The same by name; empty: the video's block.
         max_concurrency: clips in flight at once.
         loudness_lufs: integrated loudness of the finished mix.
     """
@@ -170,8 +197,10 @@ def film(
     _stage("checking")
     board = load_storyboard(storyboard)
     settings = MixSettings(loudness_lufs=loudness_lufs)
-    video_conn = preflight(credentials_block, options, destination).connection
-    audio_conn = _audio_connection(audio_credentials_block, video_conn)
+    video_credentials = pick_credentials(credentials, credentials_block)
+    video_conn = preflight(video_credentials, options, destination).connection
+    audio_conn = _audio_connection(pick_credentials(audio_credentials,
+                                                    audio_credentials_block), video_conn)
     plan = plan_film(board, video_conn.provider, audio_conn.provider, model=options.model,
                      resolution=options.resolution, duration=options.duration,
                      ratio=options.ratio, prompt_optimizer=options.prompt_optimizer,
@@ -242,7 +271,7 @@ def film(
     video_board = board.with_keyframes(keyframes).model_copy(update={"audio": None,
                                                                      "music": None})
     made = make_film(video_board, mode="storyboard", options=options,
-                     destination=destination, credentials_block=credentials_block,
+                     destination=destination, credentials_block=video_credentials,
                      max_concurrency=max_concurrency)
     lap("video")
 
@@ -296,7 +325,7 @@ def film(
             "poster_url": made.poster_url, "contact_sheet_url": made.contact_sheet_url})
     lap("finish")
     result = result.model_copy(update={"stage_seconds": timings})
-    _publish(result)
+    _publish(result, board.slug)
     logger.info("narrated film %s: %s (%.1f s, %s LUFS, %s dBTP, $%.4f)", board.title,
                 result.video_path, result.duration, result.loudness_lufs,
                 result.true_peak_dbtp, result.total_cost_usd)
@@ -363,13 +392,20 @@ def _manifest(result: NarratedFilmResult, plan: FilmPlan, images: dict[int, Imag
     return manifest
 
 
-def _publish(result: NarratedFilmResult) -> None:
+def _publish(result: NarratedFilmResult, slug_: str) -> None:
+    """The narrated film's keyed artifact (history across runs): the poster (presigned, or
+    a small embedded preview), the file (a presigned link, or where it lies and on which
+    machine: never a bare ``file://``), the mix and the narration timeline."""
     rows = "\n".join(f"| {n.segment} | {n.start:.2f} | {n.audio_length_ms / 1000:.2f} / "
                      f"{n.clip_seconds:.2f} | {n.text} |" for n in result.narrations)
-    link = result.presigned_url or Path(result.video_path).resolve().as_uri()
+    name = Path(result.video_path).name
     create_markdown_artifact(
-        f"# {result.title} (narrated)\n\n[{Path(result.video_path).name}]({link}) - "
-        f"{result.duration:.2f} s, {len(result.clips)} clips, **{result.loudness_lufs} "
+        f"# {result.title} (narrated)\n\n"
+        + publish._preview(Path(result.poster_path).name, result.poster_url,
+                           result.poster_path)
+        + publish._file_line(name, result.presigned_url, result.video_path, result.s3_uri,
+                             None)
+        + f"\n\n{result.duration:.2f} s, {len(result.clips)} clips, **{result.loudness_lufs} "
         f"LUFS**, true peak **{result.true_peak_dbtp} dBTP**, music {result.music_source}"
         + (f" ({result.music_under_speech_db:+.1f} dB under speech)"
            if result.music_under_speech_db is not None else "")
@@ -379,5 +415,6 @@ def _publish(result: NarratedFilmResult) -> None:
         "| segment | starts at s | narration s / clip s | text |\n|---|---|---|---|\n"
         f"{rows}\n\nSubtitles: `{Path(result.srt_path).name}`, `{Path(result.vtt_path).name}`"
         f"; manifest: `{result.manifest_uri or result.manifest_path}`",
-        description=f"narrated film {result.title}")
+        key=publish.artifact_key("narrated-film", slug_),
+        description=f"narrated film {result.title}: {name}")
 

@@ -196,9 +196,8 @@ def reference_to_video(
             block, or "simulator" for the embedded simulator (with options.provider
             minimax; nothing is paid).
     """
-    spec = ClipSpec(prompt=prompt, reference_images=reference_images or [],
-                    reference_videos=reference_videos or [],
-                    reference_audios=reference_audios or [])
+    spec = ClipSpec(prompt=prompt, reference_images=reference_images,
+                    reference_videos=reference_videos, reference_audios=reference_audios)
     if not spec.reference_images and not spec.reference_videos:
         raise InvalidRequestError("give at least one reference image or reference video "
                                   "(reference audios need one of them)",

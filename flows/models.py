@@ -67,8 +67,9 @@ class GenerationOptions(BaseModel):
         "shortest duration.")
     ratio: Ratio | None = Field(  # type: ignore[valid-type]
         None, title="Aspect ratio (H3)", description="MiniMax-H3 / H3-Max only; empty for "
-        "every other model. Text-to-video needs a concrete ratio; with an image the output "
-        "follows it (adaptive).")
+        "every other model. Text-to-video needs a concrete ratio; a clip that starts or "
+        "ends on an image follows the image (adaptive), so the run's ratio applies only to "
+        "clips made from text or references.")
     prompt_optimizer: bool = Field(True, title="Prompt optimizer",
                                    description="Let the provider refine the prompt.")
     fast_pretreatment: bool = Field(False, title="Fast pretreatment",
@@ -134,15 +135,15 @@ class ClipSpec(BaseModel):
         None, title="Resolution", description="Overrides the run's resolution.")
     ratio: Ratio | None = Field(  # type: ignore[valid-type]
         None, title="Aspect ratio (H3)", description="Overrides the run's ratio (H3 only).")
-    reference_images: list[str] = Field(
-        default_factory=list, title="Reference images (H3)", description="MiniMax-H3 "
+    reference_images: list[str] | None = Field(
+        None, title="Reference images (H3)", description="MiniMax-H3 "
         "reference mode: up to 9 images (local path, https URL or s3:// URI); not with a "
         "first or last frame.")
-    reference_videos: list[str] = Field(
-        default_factory=list, title="Reference videos (H3)", description="Up to 3 videos, "
+    reference_videos: list[str] | None = Field(
+        None, title="Reference videos (H3)", description="Up to 3 videos, "
         "2-15 s each and 15 s in total (their seconds are billed).")
-    reference_audios: list[str] = Field(
-        default_factory=list, title="Reference audios (H3)", description="Up to 3 WAV/MP3 "
+    reference_audios: list[str] | None = Field(
+        None, title="Reference audios (H3)", description="Up to 3 WAV/MP3 "
         "clips, 2-15 s; need a reference image or video.")
     take: int | None = Field(None, ge=1, title="Take",
                              description="Overrides the run's take number.")
@@ -158,13 +159,12 @@ class ClipSpec(BaseModel):
                      mode="before")
     @classmethod
     def _references(cls, value: Any) -> Any:
-        """None or blank entries (a cleared form row) are dropped; one string is a list."""
-        if value is None:
-            return []
+        """Blank entries (a cleared form row) are dropped, and nothing left means not set
+        (None); one string is a list of one."""
         if isinstance(value, str):
             value = [value]
         if isinstance(value, (list, tuple)):
-            return [v for v in value if blank_to_none(v) is not None]
+            return [v for v in value if blank_to_none(v) is not None] or None
         return value
 
     @field_validator("resolution", mode="before")
@@ -187,9 +187,9 @@ class ClipSpec(BaseModel):
             first_frame_image=self.first_frame_image,
             last_frame_image=self.last_frame_image,
             subject_reference=self.subject_reference,
-            reference_images=tuple(self.reference_images),
-            reference_videos=tuple(self.reference_videos),
-            reference_audios=tuple(self.reference_audios),
+            reference_images=tuple(self.reference_images or ()),
+            reference_videos=tuple(self.reference_videos or ()),
+            reference_audios=tuple(self.reference_audios or ()),
             prompt_optimizer=options.prompt_optimizer,
             fast_pretreatment=options.fast_pretreatment,
             watermark=options.watermark,

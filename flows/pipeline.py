@@ -51,7 +51,7 @@ def resolve_inputs(spec: ClipSpec, destination: Destination) -> ClipSpec:
         if value and value.startswith("s3://"):
             updates[name] = fetch_input_image(value, destination.s3_bucket_block)
     for name in ("reference_images", "reference_videos", "reference_audios"):
-        values = getattr(spec, name)
+        values = getattr(spec, name) or []
         if any(v.startswith("s3://") for v in values):
             updates[name] = [fetch_input_image(v, destination.s3_bucket_block)
                              if v.startswith("s3://") else v for v in values]

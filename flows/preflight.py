@@ -226,8 +226,8 @@ def _images(spec: ClipSpec) -> dict[str, Any]:
 
 def _inputs(spec: ClipSpec) -> list[str | None]:
     """Every input file of a clip: its images and (H3) reference media."""
-    return [*_images(spec).values(), *spec.reference_images, *spec.reference_videos,
-            *spec.reference_audios]
+    return [*_images(spec).values(), *(spec.reference_images or ()),
+            *(spec.reference_videos or ()), *(spec.reference_audios or ())]
 
 
 def check_h3_media(spec: ClipSpec) -> None:
@@ -242,7 +242,7 @@ def check_h3_media(spec: ClipSpec) -> None:
             check_media(value, field=field)
     for field in ("reference_images", "reference_videos", "reference_audios"):
         items = [check_media(v, field=field, index=i)
-                 for i, v in enumerate(getattr(spec, field))]
+                 for i, v in enumerate(getattr(spec, field) or ())]
         if field != "reference_images":
             check_total_seconds(items, field)
 

@@ -40,6 +40,7 @@ _EXPORTS: dict[str, str] = {
     "text_to_video": "prefect_hailuo.flows.generation",
     "image_to_video": "prefect_hailuo.flows.generation",
     "first_last_frame": "prefect_hailuo.flows.generation",
+    "reference_to_video": "prefect_hailuo.flows.generation",
     "generate_batch": "prefect_hailuo.flows.batch",
     "multi_clip_continuity": "prefect_hailuo.flows.continuity",
     "storyboard": "prefect_hailuo.flows.storyboard",
@@ -57,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "make_poster": "prefect_hailuo.tasks",
     "make_contact_sheet": "prefect_hailuo.tasks",
     "upload_still": "prefect_hailuo.tasks",
+    "upscale_to_2k": "prefect_hailuo.tasks",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -80,7 +82,12 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
     from prefect_hailuo.flows.batch import generate_batch
     from prefect_hailuo.flows.continuity import FilmResult, multi_clip_continuity
     from prefect_hailuo.flows.film import NarratedFilmResult, film
-    from prefect_hailuo.flows.generation import first_last_frame, image_to_video, text_to_video
+    from prefect_hailuo.flows.generation import (
+        first_last_frame,
+        image_to_video,
+        reference_to_video,
+        text_to_video,
+    )
     from prefect_hailuo.flows.models import (
         BatchResult,
         ClipResult,
@@ -101,5 +108,6 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real objects
         submit_generation,
         upload_still,
         upload_to_s3,
+        upscale_to_2k,
         wait_for_generation,
     )

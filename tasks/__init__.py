@@ -10,6 +10,7 @@ from prefect_hailuo.tasks.stitching import (
     upload_still,
 )
 from prefect_hailuo.tasks.storage import fetch_input_image, upload_to_s3
+from prefect_hailuo.tasks.upscale import upscale_to_2k
 
 __all__ = [
     "build_prompt",
@@ -24,4 +25,5 @@ __all__ = [
     "make_poster",
     "stitch_clips",
     "upload_still",
+    "upscale_to_2k",
 ]

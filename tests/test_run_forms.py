@@ -29,11 +29,7 @@ pytestmark = [pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[1]
 #: Deployments whose flows are not (yet) on ``flows/params.py``: each with the reason.
 #: Strict xfail, so the entry must go once the flow adopts titles and the block picker.
-PENDING = {
-    "film": "flows/film.py (the narrated film, issue 15) was written alongside this work "
-            "and does not use flows/params.py yet: raw snake_case titles, no credentials "
-            "block picker",
-}
+PENDING: dict[str, str] = {}
 #: Models the forms show as parameters; each field must carry a title and a description.
 FORM_MODELS = ("GenerationOptions", "Destination", "ClipSpec", "PromptElements")
 

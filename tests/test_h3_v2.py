@@ -306,10 +306,12 @@ def fake_minimax(items: list[dict]) -> tuple[httpx.MockTransport, list[httpx.Req
     return httpx.MockTransport(handler), seen
 
 
-def listed(task_id: str, text: str | None = None, **fields) -> dict:
-    item = {"id": task_id, "model": "MiniMax-H3", "status": "queued",
-            "created_at": int(time.time()), "resolution": "768P", "duration": 6,
-            "ratio": "16:9", "task_type": "generation", **fields}
+def listed(task_id: str, text: str | None = None, age: int = 0, **fields) -> dict:
+    """A listed task; ``created_at`` is filled in when the test runs (``age`` seconds
+    before then), not when the parameters are collected minutes earlier."""
+    item = {"id": task_id, "model": "MiniMax-H3", "status": "queued", "age": age,
+            "resolution": "768P", "duration": 6, "ratio": "16:9",
+            "task_type": "generation", **fields}
     if text is not None:
         item["prompt"] = text
     return item
@@ -318,13 +320,16 @@ def listed(task_id: str, text: str | None = None, **fields) -> dict:
 @pytest.mark.parametrize("items,adopted", [
     ([], None),  # nothing listed after a lost answer: ambiguous, never re-sent
     ([listed("111", "another prompt")], None),  # a listing that shows another prompt
-    ([listed("111", created_at=int(time.time()) - 3600)], None),  # too old
+    ([listed("111", age=3600)], None),  # too old
     ([listed("111", duration=10)], None),  # another duration
     ([listed("111", "the prompt"), listed("222", "another prompt")], "111"),
     ([listed("333")], "333"),  # the documented list shows no prompt: model/time/shape
     ([listed("111")], None),  # 111 was adopted above: this process owns it, not a match
 ])
 def test_reconcile_rules(items, adopted):
+    now = int(time.time())
+    items = [{**{k: v for k, v in item.items() if k != "age"},
+              "created_at": now - item["age"]} for item in items]
     transport, seen = fake_minimax(items)
     client = HailuoClient("minimax", api_key=KEY, base_url="https://api.minimax.io",
                           transport=transport, sleep=lambda s: None)

@@ -443,8 +443,10 @@ def test_block_register_and_collection_load_find_our_package(fresh, server):
 def test_serve_list_and_init_work_from_the_installed_package(fresh):
     listed = _ok(fresh.py("-m", "prefect_hailuo.deployments.serve", "--list"))
     rows = [line.split() for line in listed.stdout.splitlines() if line.strip()]
-    assert [row[0] for row in rows] == ["text-to-video", "image-to-video", "first-last-frame",
-                                        "batch", "continuity", "storyboard"]
+    # every deployment of the repository's prefect.yaml, in its order, from the wheel's copy
+    expected = [spec["name"] for spec in yaml.safe_load(
+        (ROOT / "deployments" / "prefect.yaml").read_text())["deployments"]]
+    assert [row[0] for row in rows] == expected and "text-to-video" in expected
     assert all(row[1].startswith("prefect_hailuo.flows.") for row in rows)
 
     target = fresh.project.parent / "deploy-here"

@@ -98,11 +98,15 @@ class Exchange:
         if self.sim.dice.roll("error_rate", config.error_rate):
             status = self.sim.dice.choice("error_status", [500, 502, 503])
             self.faults.append("server_error")
-            assert self.provider is not None
-            return self.reply(server_error_body(self.provider, status), status)
+            return self.server_error(status)
         if self.sim.dice.roll("rate_limit_rate", config.rate_limit_rate):
             return self.too_many("random rate limit", retry_after=1)
         return None
+
+    def server_error(self, status: int) -> Response:
+        """A 5xx in the provider's shape (the v2 routes answer in theirs)."""
+        assert self.provider is not None
+        return self.reply(server_error_body(self.provider, status), status)
 
     def _authenticate(self) -> Response | None:
         header = self.request.headers.get("authorization", "")

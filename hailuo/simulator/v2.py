@@ -80,7 +80,6 @@ from hailuo.h3media import check_media
 from hailuo.simulator import h3render, hostile
 from hailuo.simulator.faults import MINIMAX_MESSAGES
 from hailuo.simulator.state import Phase, Task, new_minimax_id
-from hailuo.simulator.transport import DropConnection
 
 log = logging.getLogger("hailuo.simulator")
 
@@ -513,26 +512,6 @@ def register(app: FastAPI, sim: Any, exchange_cls: type) -> Book:
 
     class V2Exchange(exchange_cls):  # type: ignore[misc, valid-type]
         """The common exchange with v2's error shapes."""
-
-        async def begin(self) -> Response | DropConnection | None:
-            config = self.sim.config
-            if self.sim.dice.roll("drop_before", config.drop_before_rate):
-                return self.drop("dropped_before")
-            if config.slow_seconds > 0:
-                import asyncio
-
-                self.faults.append("slow")
-                await asyncio.sleep(config.slow_seconds)
-            denied = self._authenticate()
-            if denied is not None:
-                return denied
-            if self.sim.dice.roll("error_rate", config.error_rate):
-                status = self.sim.dice.choice("error_status", [500, 502, 503])
-                self.faults.append("server_error")
-                return self.server_error(status)
-            if self.sim.dice.roll("rate_limit_rate", config.rate_limit_rate):
-                return self.too_many("random rate limit", retry_after=1)
-            return None
 
         def _authenticate(self) -> Response | None:
             import hmac

@@ -13,11 +13,13 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from typing import TypeVar
 
 from prefect.blocks.core import Block
 from prefect.blocks.system import Secret
 from pydantic import BaseModel, Field, SecretStr
 
+from hailuo.aclient import AsyncHailuoClient
 from hailuo.capabilities import Provider
 from hailuo.client import HailuoClient
 from hailuo.errors import AuthenticationError, ConfigurationError
@@ -29,6 +31,9 @@ from prefect_hailuo.defaults import (
     SIMULATE_ENV,
     SIMULATOR,
 )
+
+#: Either client: both take the same settings (hailuo.client / hailuo.aclient).
+ClientT = TypeVar("ClientT", HailuoClient, AsyncHailuoClient)
 
 
 class HailuoCredentials(Block):
@@ -100,13 +105,16 @@ class HailuoCredentials(Block):
 
     def get_client(self) -> HailuoClient:
         """A configured client; the caller closes it (it is a context manager)."""
-        return HailuoClient(
-            self.provider,
-            api_key=self._key(),
-            base_url=self.base_url,
-            timeout=self.request_timeout_seconds,
-            max_retries=self.max_retries,
-        )
+        return self._make(HailuoClient)
+
+    def get_async_client(self) -> AsyncHailuoClient:
+        """The asyncio client with the same settings (``async with``; it runs its rare
+        submits through a sync client in a thread and awaits everything else)."""
+        return self._make(AsyncHailuoClient)
+
+    def _make(self, cls: type[ClientT]) -> ClientT:
+        return cls(self.provider, api_key=self._key(), base_url=self.base_url,
+                   timeout=self.request_timeout_seconds, max_retries=self.max_retries)
 
 
 EMBEDDED_KEY = "embedded-simulator-key"
@@ -159,8 +167,15 @@ class HailuoConnection(BaseModel):
         return account_of(creds.api_key or creds._key())
 
     def client(self) -> HailuoClient:
+        return self._client(HailuoClient)
+
+    def async_client(self) -> AsyncHailuoClient:
+        """``client()`` for asyncio code (waits without a thread each)."""
+        return self._client(AsyncHailuoClient)
+
+    def _client(self, cls: type[ClientT]) -> ClientT:
         if self.credentials_block == SIMULATOR:
-            return HailuoClient(self.provider, api_key=EMBEDDED_KEY, base_url=self.base_url)
+            return cls(self.provider, api_key=EMBEDDED_KEY, base_url=self.base_url)
         creds = _credentials_for_this_run(self.credentials_block)
         if self.account and creds.api_key is not None \
                 and account_of(creds.api_key) != self.account:
@@ -170,7 +185,7 @@ class HailuoConnection(BaseModel):
                 f"the API key of credentials block {self.credentials_block!r} changed "
                 "during this run; run the flow again to use the new key",
                 field="credentials_block")
-        return creds.model_copy(update={"base_url": self.base_url}).get_client()
+        return creds.model_copy(update={"base_url": self.base_url})._make(cls)
 
 
 _RUN_CACHE: OrderedDict[tuple[str, str], HailuoCredentials] = OrderedDict()

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import flow, get_run_logger
 
-from hailuo.errors import ClipFailure, ClipsFailedError
-from prefect_hailuo.blocks.credentials import HailuoConnection
+from hailuo.errors import ClipsFailedError
+from prefect_hailuo.flows.fanout import spread
 from prefect_hailuo.flows.models import (
     BatchResult,
-    ClipResult,
-    ClipSpec,
     Destination,
     GenerationOptions,
     blank_to_none,
@@ -22,29 +18,23 @@ from prefect_hailuo.flows.params import (
     AllowFailures,
     BatchName,
     Clips,
+    ClipsPerRun,
     Credentials,
     CredentialsBlock,
     MaxConcurrency,
     Options,
+    SpreadOver,
     Where,
     pick_credentials,
 )
-from prefect_hailuo.flows.pipeline import publish_artifacts, run_clip
+from prefect_hailuo.flows.pipeline import publish_artifacts
 from prefect_hailuo.flows.preflight import prepare_clips
 from prefect_hailuo.flows.publish import artifact_key
+from prefect_hailuo.flows.runner import Outcome, run_clips_here
 from prefect_hailuo.tasks.cancellation import cancel_queued_tasks
 
 
-@task(name="generate-clip", cache_policy=NO_CACHE, task_run_name="clip-{number:03d}")
-def generate_clip(number: int, spec: ClipSpec, connection: HailuoConnection,
-                  options: GenerationOptions, destination: Destination,
-                  group: str | None = None) -> ClipResult:
-    """Clip ``number`` (1-based, as the clips are named: clip-001, ...) of a batch; its
-    submit/wait/download/upload run as nested tasks."""
-    return run_clip(spec, connection, options, destination, group=group)
-
-
-@flow(name="hailuo-generate-batch", log_prints=True,
+@flow(name="hailuo-generate-batch", log_prints=True, persist_result=True,
       on_cancellation=[cancel_queued_tasks])
 def generate_batch(
     clips: Clips,
@@ -55,6 +45,8 @@ def generate_batch(
     max_concurrency: MaxConcurrency = 8,
     allow_failures: AllowFailures = False,
     batch_name: BatchName = None,
+    spread_over: SpreadOver = None,
+    clips_per_run: ClipsPerRun = 10,
 ) -> BatchResult:
     """Generate many clips at once.
 
@@ -78,6 +70,10 @@ def generate_batch(
         batch_name: Names the folder the clips are written to (under the destination's
             output folder) and their artifacts; empty: "batch". Keep it the same for a
             re-run to reuse the downloads.
+        spread_over: A chunk deployment (e.g. hailuo-generate-chunk/chunk) to
+            spread a large batch over the workers of its pool; empty: every clip runs in
+            this process. Batches of at most clips_per_run clips always run here.
+        clips_per_run: Clips per chunk run when spread_over is set.
 
     At most ``max_concurrency`` clips are in flight; each submit first takes a slot of the
     ``hailuo-submit`` global rate limit when it exists (see deployments/setup.py), so any
@@ -96,27 +92,37 @@ def generate_batch(
              for i, s in enumerate(clips)]
     connection, named = prepare_clips(named, options, destination,
                                       pick_credentials(credentials, credentials_block))
-    results: list[ClipResult] = []
-    failures: list[ClipFailure] = []
-    kept: list[int] = []
-    with ThreadPoolTaskRunner(max_workers=max(1, max_concurrency)) as runner:
-        futures = [runner.submit(generate_clip, {
-            "number": n, "spec": s, "connection": connection, "options": options,
-            "destination": destination, "group": group}) for n, s in enumerate(named, start=1)]
-        for number, (spec, future) in enumerate(zip(named, futures, strict=True), start=1):
-            try:
-                results.append(future.result())
-                kept.append(number)
-            except Exception as exc:  # noqa: BLE001 - reported per clip, raised below
-                failures.append(ClipFailure(number, spec.name, exc))
-                logger.error("clip %s failed: %s", spec.name, failures[-1].summary)
+    numbered = list(enumerate(named, start=1))
+    deployment = blank_to_none(spread_over)
+    spreading = bool(deployment) and len(named) > max(1, clips_per_run)
+    if spreading:
+        # the clips as given (s3:// inputs are fetched again where each chunk runs)
+        given = [(n, s if s.name else s.model_copy(update={"name": f"clip-{n:03d}"}))
+                 for n, s in enumerate(clips, start=1)]
+        outcome = spread(given, connection, options, destination, blank_to_none(batch_name),
+                         str(deployment), clips_per_run, max_concurrency)
+        for failure in outcome.failures:  # (each chunk's worker logged its own too)
+            logger.error("clip %s failed: %s", failure.name, failure.summary)
+    else:
+        outcome = run_clips_here(numbered, connection, options, destination, group,
+                                 max_concurrency)
+    return conclude(outcome, len(named), batch_name, allow_failures)
+
+
+def conclude(outcome: Outcome, total: int, batch_name: str | None,
+             allow_failures: bool) -> BatchResult:
+    """The batch's table artifact, then its result, or the ``ClipsFailedError`` holding
+    every failed clip's typed error (shared by the thread and asyncio batches)."""
+    group = blank_to_none(batch_name) or "batch"
+    results = [r for _, r in outcome.done]
+    failures = outcome.failures
     if results or failures:
         publish_artifacts(results, f"batch {group}",
                           key=artifact_key("batch", blank_to_none(batch_name)),
                           failed=[(f.name or f"clip-{f.number:03d}", f.summary)
                                   for f in failures])
-    total = sum((Decimal(str(r.cost_usd)) for r in results), Decimal("0"))
+    cost = sum((Decimal(str(r.cost_usd)) for r in results), Decimal("0"))
     if failures and not allow_failures:
-        raise ClipsFailedError.of(failures, total=len(named), kept=kept)
+        raise ClipsFailedError.of(failures, total=total, kept=[n for n, _ in outcome.done])
     failed = {f.name or f"clip-{f.number:03d}": f.summary for f in failures}
-    return BatchResult(clips=results, failed=failed, total_cost_usd=float(total))
+    return BatchResult(clips=results, failed=failed, total_cost_usd=float(cost))

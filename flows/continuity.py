@@ -373,7 +373,7 @@ def make_film(source: Storyboard | str, *, mode: FilmMode, options: GenerationOp
     return result
 
 
-@flow(name="hailuo-multi-clip-continuity", log_prints=True,
+@flow(name="hailuo-multi-clip-continuity", log_prints=True, persist_result=True,
       on_cancellation=[cancel_queued_tasks])
 def multi_clip_continuity(
     storyboard: StoryboardInput,

@@ -152,7 +152,8 @@ def _stage(stage: str) -> None:
 
 
 # -- the flow ---------------------------------------------------------------------------
-@flow(name="hailuo-film", log_prints=True, on_cancellation=[cancel_queued_tasks])
+@flow(name="hailuo-film", log_prints=True, persist_result=True,
+      on_cancellation=[cancel_queued_tasks])
 def film(
     storyboard: StoryboardInput,
     options: Options = GenerationOptions(),

@@ -46,7 +46,8 @@ def _one_clip(spec: ClipSpec, options: GenerationOptions, destination: Destinati
     return result
 
 
-@flow(name="hailuo-text-to-video", log_prints=True, on_cancellation=[cancel_queued_tasks])
+@flow(name="hailuo-text-to-video", log_prints=True, persist_result=True,
+      on_cancellation=[cancel_queued_tasks])
 def text_to_video(
     prompt: Prompt = None,
     elements: Elements = None,
@@ -87,7 +88,8 @@ def text_to_video(
                      pick_credentials(credentials, credentials_block), "text-to-video")
 
 
-@flow(name="hailuo-image-to-video", log_prints=True, on_cancellation=[cancel_queued_tasks])
+@flow(name="hailuo-image-to-video", log_prints=True, persist_result=True,
+      on_cancellation=[cancel_queued_tasks])
 def image_to_video(
     first_frame_image: FirstFrame,
     prompt: Prompt = None,
@@ -119,7 +121,8 @@ def image_to_video(
                      pick_credentials(credentials, credentials_block), "image-to-video")
 
 
-@flow(name="hailuo-first-last-frame", log_prints=True, on_cancellation=[cancel_queued_tasks])
+@flow(name="hailuo-first-last-frame", log_prints=True, persist_result=True,
+      on_cancellation=[cancel_queued_tasks])
 def first_last_frame(
     first_frame_image: FirstFrame,
     last_frame_image: LastFrame,
@@ -162,7 +165,7 @@ ReferenceVideos = Annotated[list[str] | None, titled("Reference videos")]
 ReferenceAudios = Annotated[list[str] | None, titled("Reference audios")]
 
 
-@flow(name="hailuo-reference-to-video", log_prints=True,
+@flow(name="hailuo-reference-to-video", log_prints=True, persist_result=True,
       on_cancellation=[cancel_queued_tasks])
 def reference_to_video(
     prompt: Prompt = None,

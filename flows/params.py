@@ -55,6 +55,8 @@ Credentials = Annotated[HailuoCredentials | None, titled("Credentials")]
 CredentialsBlock = Annotated[str | None, titled("Credentials block name")]
 MaxConcurrency = Annotated[int, titled("Clips at once")]
 AllowFailures = Annotated[bool, titled("Finish despite failed clips")]
+SpreadOver = Annotated[str | None, titled("Spread over workers (chunk deployment)")]
+ClipsPerRun = Annotated[int, titled("Clips per chunk run")]
 
 def pick_credentials(credentials: HailuoCredentials | None, credentials_block: str | None
                      ) -> HailuoCredentials | str | None:
@@ -74,7 +76,7 @@ def pick_credentials(credentials: HailuoCredentials | None, credentials_block: s
 
 
 __all__ = [
-    "AllowFailures", "BatchName", "Clips", "Credentials", "CredentialsBlock", "Elements",
-    "FirstFrame", "LastFrame", "MaxConcurrency", "Options", "Prompt", "StoryboardInput",
-    "Where", "pick_credentials", "titled",
+    "AllowFailures", "BatchName", "Clips", "ClipsPerRun", "Credentials", "CredentialsBlock",
+    "Elements", "FirstFrame", "LastFrame", "MaxConcurrency", "Options", "Prompt", "StoryboardInput",
+    "SpreadOver", "Where", "pick_credentials", "titled",
 ]

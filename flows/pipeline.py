@@ -9,12 +9,14 @@ in the cache key, so even the resubmit is found again by a re-run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger
+from prefect import get_run_logger, task
 from prefect.artifacts import create_image_artifact, create_link_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.transactions import CommitMode, transaction
 
@@ -23,7 +25,7 @@ from hailuo.capabilities import is_h3
 from hailuo.errors import ContentRejectedError, GenerationFailedError
 from hailuo.fingerprint import canonical_request
 from hailuo.h3 import nearest_ratio
-from hailuo.models import VideoRequest, utcnow
+from hailuo.models import Job, VideoRequest, utcnow
 from prefect_hailuo.blocks.credentials import HailuoConnection
 from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
 from prefect_hailuo.flows.publish import (
@@ -35,6 +37,7 @@ from prefect_hailuo.flows.publish import (
     publish_clip_table,
     quietly,
 )
+from prefect_hailuo.tasks import inflight
 from prefect_hailuo.tasks.callbacks import shared_receiver
 from prefect_hailuo.tasks.cancellation import track, untrack
 from prefect_hailuo.tasks.generation import submit_generation, wait_for_generation
@@ -79,6 +82,13 @@ def _submit(request: VideoRequest, connection: HailuoConnection, take: int,
                                  return_state=True)
 
 
+def _done_with(connection: HailuoConnection, task_id: str) -> None:
+    """The flow stops waiting for ``task_id``: a cancellation no longer needs to find it,
+    and its slot of the account's in-flight cap (if this process took one) is free."""
+    untrack(connection, task_id)
+    inflight.release(task_id)
+
+
 def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOptions,
              destination: Destination, group: str | None = None) -> ClipResult:
     """Generate one clip end to end (inside a flow or a task).
@@ -87,60 +97,161 @@ def run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOp
     ``<output_dir>/<group>/`` (``clips`` when None) and are named after the clip
     (``hailuo.files.clip_path``). Emits ``hailuo.clip.completed`` or ``hailuo.clip.failed``
     (``flows/publish.py``) and publishes the clip's keyed artifact."""
-    label = clip_label(spec)
-    progress: dict[str, Any] = {}
+    clip = Clip(spec, connection, options, destination, group)
     try:
-        result = _run_clip(spec, connection, options, destination, group, label, progress)
-    except Exception as exc:
-        quietly(emit_clip_failed, label, group, exc, getattr(exc, "task_id", None) or
-                progress.get("task_id"), provider=str(connection.provider),
-                model=spec.model or options.model)
+        clip.start()
+        while True:
+            try:
+                done = wait_for_generation(clip.job, connection,
+                                           timeout_seconds=options.timeout_seconds,
+                                           use_callbacks=options.callbacks)
+                break
+            except Exception as exc:
+                clip.wait_failed(exc)
+        result = clip.finish(done)
+    except BaseException as exc:
+        clip.failed(exc)
         raise
-    quietly(emit_clip_completed, result, group, new_submit=not progress.get("earlier", False))
+    clip.completed(result)
     return result
 
 
-def _run_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOptions,
-              destination: Destination, group: str | None, label: str,
-              progress: dict[str, Any]) -> ClipResult:
-    logger = get_run_logger()
-    request = spec.to_request(options).validate_for(connection.provider)
-    if options.callbacks:
-        receiver = shared_receiver(options.callback_public_url)
-        request = request.model_copy(update={"callback_url": receiver.url_for()})
-    take = spec.take or options.take
-    state = _submit(request, connection, take)
-    job, earlier = state.result(), state.name == "Cached"
-    progress.update(task_id=job.task_id, earlier=earlier)
-    track(connection, job)  # a cancelled run cancels it while queued (H3)
-    resubmits = 0
-    while True:
-        try:
-            done = wait_for_generation(job, connection, timeout_seconds=options.timeout_seconds,
-                                       use_callbacks=options.callbacks)
-            untrack(connection, job.task_id)
-            break
-        except Exception as exc:
-            # Done with this task (failed, timed out: a re-run resumes it). Not on a
-            # BaseException: a cancellation must still find it (tasks/cancellation.py).
-            untrack(connection, job.task_id)
-            if not isinstance(exc, (GenerationFailedError, ContentRejectedError)):
-                raise
-            # A task that failed in an EARLIER run (its submit came from the cache) can
-            # never become a video: re-running is the request to try again, so it gets a
-            # new submit, outside this run's resubmit budget. Within a run, the policy
-            # holds: content rejections are never resubmitted.
-            again = isinstance(exc, GenerationFailedError) and exc.resubmittable
-            if not earlier and (not again or resubmits >= options.max_resubmits):
-                raise
-            resubmits += 0 if earlier else 1
-            logger.warning("task %s failed (%s); resubmitting (%s)", job.task_id, exc,
-                           "it failed in an earlier run" if earlier
-                           else f"{resubmits} of {options.max_resubmits}")
-            state = _submit(request, connection, take, resubmit_of=job.task_id)
-            job, earlier = state.result(), state.name == "Cached"
-            progress.update(task_id=job.task_id, earlier=earlier)
-            track(connection, job)
+async def arun_clip(spec: ClipSpec, connection: HailuoConnection, options: GenerationOptions,
+                    destination: Destination, group: str | None = None,
+                    threads: asyncio.Semaphore | None = None) -> ClipResult:
+    """``run_clip`` for asyncio flows: the same steps and decisions (``Clip``), with the
+    wait — minutes per clip, the only long step — awaited on the asyncio client, so
+    hundreds of clips can wait in one process without a thread each. The short blocking
+    steps (the cached submit; the download, thumbnail, manifest and upload) run as sync
+    tasks in threads, at most ``threads`` at once: inside a sync task Prefect's own calls
+    (artifacts, blocks) run synchronously, as they do for ``run_clip``."""
+    from prefect_hailuo.tasks.generation import await_generation
+
+    gate = threads or asyncio.Semaphore(8)
+    clip = Clip(spec, connection, options, destination, group)
+    try:
+        await in_thread(gate, start_clip, clip)
+        while True:
+            assert clip.job is not None
+            try:
+                done = await await_generation(clip.job, connection,
+                                              timeout_seconds=options.timeout_seconds)
+                break
+            except Exception as exc:
+                await in_thread(gate, resubmit_clip, clip, exc)
+        result = await in_thread(gate, finish_clip, clip, done)
+    except BaseException as exc:
+        clip.failed(exc)
+        raise
+    clip.completed(result)
+    return result
+
+
+async def in_thread(gate: asyncio.Semaphore, fn: Any, *args: Any) -> Any:
+    """Run a blocking step in a thread (with this run's context), ``gate`` bounding how
+    many run at once."""
+    async with gate:
+        return await asyncio.to_thread(fn, *args)
+
+
+@task(name="start-clip", cache_policy=NO_CACHE, persist_result=False,
+      task_run_name="start-{clip.label}")
+def start_clip(clip: Clip) -> None:
+    """Validate and submit (the submit is the cached ``submit-generation`` task)."""
+    clip.start()
+
+
+@task(name="resubmit-clip", cache_policy=NO_CACHE, persist_result=False,
+      task_run_name="after-{clip.label}")
+def resubmit_clip(clip: Clip, exc: Exception) -> None:
+    """A wait failed: resubmit by policy, or raise the error."""
+    clip.wait_failed(exc)
+
+
+@task(name="finish-clip", cache_policy=NO_CACHE, persist_result=False,
+      task_run_name="finish-{clip.label}")
+def finish_clip(clip: Clip, done: Job) -> ClipResult:
+    """The verified file, thumbnail, manifest, upload and artifacts."""
+    return clip.finish(done)
+
+
+class Clip:
+    """One clip's steps and decisions, shared by ``run_clip`` and ``arun_clip``: submit
+    (cached), what to do when a wait fails (resubmit by policy or give up), and the
+    verified file with its manifest, upload and artifacts."""
+
+    def __init__(self, spec: ClipSpec, connection: HailuoConnection,
+                 options: GenerationOptions, destination: Destination,
+                 group: str | None) -> None:
+        self.spec, self.connection, self.options = spec, connection, options
+        self.destination, self.group = destination, group
+        self.label = clip_label(spec)
+        self.take = spec.take or options.take
+        self.resubmits = 0
+        self.job: Job | None = None
+        self.earlier = False
+        self.request: VideoRequest | None = None
+
+    def start(self) -> None:
+        request = self.spec.to_request(self.options).validate_for(self.connection.provider)
+        if self.options.callbacks:
+            receiver = shared_receiver(self.options.callback_public_url)
+            request = request.model_copy(update={"callback_url": receiver.url_for()})
+        self.request = request
+        self._submit()
+
+    def _submit(self, resubmit_of: str | None = None) -> None:
+        assert self.request is not None
+        state = _submit(self.request, self.connection, self.take, resubmit_of)
+        self.job, self.earlier = state.result(), state.name == "Cached"
+        track(self.connection, self.job)  # a cancelled run cancels it while queued (H3)
+
+    def wait_failed(self, exc: Exception) -> None:
+        """The wait ended in ``exc``: resubmit when the policy allows (then wait again),
+        else raise it."""
+        assert self.job is not None
+        # Done with this task (failed, timed out: a re-run resumes it). Not on a
+        # BaseException: a cancellation must still find it (tasks/cancellation.py).
+        _done_with(self.connection, self.job.task_id)
+        if not isinstance(exc, (GenerationFailedError, ContentRejectedError)):
+            raise exc
+        # A task that failed in an EARLIER run (its submit came from the cache) can
+        # never become a video: re-running is the request to try again, so it gets a
+        # new submit, outside this run's resubmit budget. Within a run, the policy
+        # holds: content rejections are never resubmitted.
+        again = isinstance(exc, GenerationFailedError) and exc.resubmittable
+        if not self.earlier and (not again or self.resubmits >= self.options.max_resubmits):
+            raise exc
+        self.resubmits += 0 if self.earlier else 1
+        get_run_logger().warning(
+            "task %s failed (%s); resubmitting (%s)", self.job.task_id, exc,
+            "it failed in an earlier run" if self.earlier
+            else f"{self.resubmits} of {self.options.max_resubmits}")
+        self._submit(resubmit_of=self.job.task_id)
+
+    def finish(self, done: Job) -> ClipResult:
+        _done_with(self.connection, done.task_id)
+        assert self.request is not None
+        return _finish(self.spec, self.connection, self.destination, self.group, self.label,
+                       self.request, done, self.resubmits)
+
+    def failed(self, exc: BaseException) -> None:
+        if self.job is not None:  # its in-flight slot, if the wait never got to it
+            inflight.release(self.job.task_id)
+        if isinstance(exc, Exception):
+            quietly(emit_clip_failed, self.label, self.group, exc,
+                    getattr(exc, "task_id", None) or (self.job.task_id if self.job else None),
+                    provider=str(self.connection.provider),
+                    model=self.spec.model or self.options.model)
+
+    def completed(self, result: ClipResult) -> None:
+        quietly(emit_clip_completed, result, self.group, new_submit=not self.earlier)
+
+
+def _finish(spec: ClipSpec, connection: HailuoConnection, destination: Destination,
+            group: str | None, label: str, request: VideoRequest, done: Job,
+            resubmits: int) -> ClipResult:
+    """The verified file, its thumbnail, manifest, upload and artifacts."""
     video = download_video(done, connection, output_dir=destination.output_dir, group=group,
                            label=label)
     thumb = make_thumbnail(str(video.path))

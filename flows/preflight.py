@@ -56,6 +56,7 @@ from prefect_hailuo.blocks.credentials import (
 )
 from prefect_hailuo.flows.models import ClipSpec, Destination, GenerationOptions
 from prefect_hailuo.flows.pipeline import resolve_inputs
+from prefect_hailuo.flows.shared_state import warn_if_not_shared
 from prefect_hailuo.tasks.callbacks import shared_receiver
 from prefect_hailuo.tasks.storage import fetch_input_image
 from prefect_hailuo.tasks.submit_lock import FileLockManager, configured_lock_manager
@@ -207,6 +208,7 @@ def preflight(credentials_block: str | HailuoCredentials | None, options: Genera
     connection = resolve_connection(credentials_block, options.provider)
     check_output_dir(destination.output_dir)
     check_submit_lock()
+    warn_if_not_shared()  # several workers, results or lock on one machine: say so
     if destination.s3_bucket_block:
         check_bucket(destination.s3_bucket_block)
     if options.callbacks:

@@ -25,7 +25,8 @@ from prefect_hailuo.flows.params import (
 from prefect_hailuo.tasks.cancellation import cancel_queued_tasks
 
 
-@flow(name="hailuo-storyboard", log_prints=True, on_cancellation=[cancel_queued_tasks])
+@flow(name="hailuo-storyboard", log_prints=True, persist_result=True,
+      on_cancellation=[cancel_queued_tasks])
 def storyboard(
     storyboard: StoryboardInput,
     options: Options = GenerationOptions(),

@@ -43,7 +43,6 @@ import ipaddress
 import json
 import logging
 import os
-import random
 import ssl
 import tempfile
 import threading
@@ -51,8 +50,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -61,13 +59,14 @@ from urllib.parse import quote, urlsplit
 import httpx
 from pydantic import SecretStr
 
-from hailuo import errors, media, netguard, redact, v2client
+from hailuo import decisions, errors, media, netguard, redact, v2client
 from hailuo.capabilities import Provider
+from hailuo.decisions import PollPolicy
 from hailuo.files import atomic_output, ensure_inside
 from hailuo.fingerprint import IMAGE_FIELDS, request_fingerprint
-from hailuo.ids import check_id, shown
+from hailuo.ids import check_id
 from hailuo.images import CheckedImage, check_image
-from hailuo.models import DownloadedVideo, Job, JobStatus, VideoRequest, utcnow
+from hailuo.models import DownloadedVideo, Job, VideoRequest, utcnow
 from hailuo.providers import DEFAULT_BASE_URLS, SIMULATOR_HEADER, Dialect, dialect_for
 from hailuo.providers.minimax import REGION_CODES, region_hint
 
@@ -76,7 +75,8 @@ log.addFilter(redact.LogScrubber())
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 DOWNLOAD_TIMEOUT = httpx.Timeout(60.0, connect=10.0)
-RETRYABLE_HTTP = frozenset({408, 429, 500, 502, 503, 504})
+#: Retry and download rules shared with ``AsyncHailuoClient`` live in ``hailuo.decisions``.
+RETRYABLE_HTTP = decisions.RETRYABLE_HTTP
 #: Submit answers that prove no task was created, so a retry cannot pay twice.
 SUBMIT_NOT_ACCEPTED_HTTP = frozenset({408, 429, 503})
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
@@ -86,14 +86,14 @@ CALL_DEADLINE = 120.0
 #: Total wall-clock bound of one ``download`` (all links, refreshes and redirects).
 DOWNLOAD_DEADLINE = 1800.0
 #: One attempt of a download of known size gets this long plus size / MIN_DOWNLOAD_RATE.
-DOWNLOAD_GRACE = 120.0
-MIN_DOWNLOAD_RATE = 32 * 1024
+DOWNLOAD_GRACE = decisions.DOWNLOAD_GRACE
+MIN_DOWNLOAD_RATE = decisions.MIN_DOWNLOAD_RATE
 #: A status (or file) answer larger than this is refused: real ones are a few KB.
 MAX_STATUS_BYTES = 1 << 20
 #: Decoded bytes one video may have (a 10 s 1080p clip is a few tens of MB).
 MAX_DOWNLOAD_BYTES = 2 << 30
 #: A compressed body decoding to more than this many times its size is a bomb.
-MAX_REDIRECTS = 5
+MAX_REDIRECTS = decisions.MAX_REDIRECTS
 #: Upload answers after which the image was certainly not stored: retried.
 UPLOAD_NOT_STORED_HTTP = frozenset({408, 429, 503})
 #: APIMart keeps an uploaded image for 72 h; one is reused only while a day of that is left,
@@ -104,31 +104,6 @@ UPLOAD_REUSE_MARGIN = 24 * 3600.0
 SCHEMA_CACHE_SECONDS = 3600.0
 #: ``prepare`` shows a local image bound for an upload as this prefix + its sha256.
 UPLOAD_PLACEHOLDER = "upload:sha256:"
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """How ``wait`` spaces its status calls.
-
-    The first look after submit comes near the provider's estimate (``estimate_fraction``
-    of it), never more than ``max_interval`` apart so progress stays visible; after that,
-    short intervals growing from ``min_interval`` by ``growth`` up to ``max_interval``.
-    """
-
-    min_interval: float = 1.0
-    max_interval: float = 30.0
-    growth: float = 1.3
-    estimate_fraction: float = 0.95
-    default_estimate: float | None = None
-    max_consecutive_failures: int = 6
-
-    def next_delay(self, elapsed: float, estimate: float | None, after_estimate_polls: int
-                   ) -> float:
-        estimate = estimate or self.default_estimate
-        if estimate and elapsed < estimate * self.estimate_fraction:
-            return max(self.min_interval,
-                       min(estimate * self.estimate_fraction - elapsed, self.max_interval))
-        return min(self.min_interval * self.growth ** after_estimate_polls, self.max_interval)
 
 
 class _BearerAuth(httpx.Auth):
@@ -147,17 +122,7 @@ def _simulated(response: httpx.Response) -> bool:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = datetime.strptime(value, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=UTC)
-            return max(0.0, (when - utcnow()).total_seconds())
-        except ValueError:
-            return None
+    return decisions.parse_retry_after(response.headers.get("Retry-After"), utcnow())
 
 
 def _is_local_host(base_url: str) -> bool:
@@ -324,45 +289,33 @@ class _Ambiguity:
         self.client._sleep(self.client._delay(attempt))
 
 
-class HailuoClient:
-    """A client for one provider (``"apimart"`` or ``"minimax"``) and one key."""
+class ClientCore:
+    """The I/O-free half of a Hailuo client: settings, key scrubbing, answer parsing.
+
+    ``HailuoClient`` and ``AsyncHailuoClient`` inherit it so that both check keys, scrub
+    provider text, parse answers and refuse hostile ones with the same code; only the
+    I/O (sync or async) is theirs. The retry, wait and download rules are in
+    ``hailuo.decisions``.
+    """
 
     def __init__(
         self,
-        provider: Provider | str = Provider.APIMART,
-        api_key: str | SecretStr | None = None,
-        base_url: str | None = None,
+        provider: Provider | str,
+        api_key: str | SecretStr | None,
+        base_url: str | None,
         *,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        download_timeout: httpx.Timeout | float = DOWNLOAD_TIMEOUT,
-        max_retries: int = 4,
-        backoff: float = 0.5,
-        max_backoff: float = 20.0,
-        max_rate_limit_waits: int = 8,
-        poll: PollPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
-        download_transport: httpx.BaseTransport | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.time,
-        upload_cache_dir: str | os.PathLike[str] | bool | None = None,
-        call_deadline: float = CALL_DEADLINE,
-        download_deadline: float = DOWNLOAD_DEADLINE,
-        max_status_bytes: int = MAX_STATUS_BYTES,
-        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
-        allow_private_downloads: bool | None = None,
-        download_allowed_hosts: Collection[str] = (),
+        max_retries: int,
+        backoff: float,
+        max_backoff: float,
+        max_rate_limit_waits: int,
+        poll: PollPolicy | None,
+        call_deadline: float,
+        download_deadline: float,
+        max_status_bytes: int,
+        max_download_bytes: int,
+        allow_private_downloads: bool | None,
+        download_allowed_hosts: Collection[str],
     ) -> None:
-        """``upload_cache_dir``: where uploads are remembered across processes (APIMart).
-        None: ``default_cache_dir()`` unless the base URL is a local address (the
-        simulator); False: memory only; a path: that directory.
-
-        Hostile answers: ``call_deadline`` bounds each API call in total (a status GET, a
-        file lookup, a submit), ``download_deadline`` each ``download``; answers over
-        ``max_status_bytes`` and videos over ``max_download_bytes`` (decoded) are
-        refused. Downloads never connect to loopback / private / link-local / reserved
-        addresses unless ``allow_private_downloads`` (default: only when the base URL's
-        host is loopback, i.e. a local simulator) or the host is in
-        ``download_allowed_hosts``."""
         self.provider = Provider(provider)
         self.dialect: Dialect = dialect_for(self.provider)
         if api_key is None:
@@ -380,16 +333,6 @@ class HailuoClient:
         self.max_backoff = max_backoff
         self.max_rate_limit_waits = max_rate_limit_waits
         self.poll = poll or PollPolicy()
-        self._sleep = sleep
-        self._clock = clock
-        if upload_cache_dir is None:
-            directory = None if _is_local_host(self.base_url) else default_cache_dir()
-        elif upload_cache_dir is False or upload_cache_dir is True:
-            directory = default_cache_dir() if upload_cache_dir else None
-        else:
-            directory = Path(upload_cache_dir)
-        self._uploads = UploadCache(directory / "apimart-uploads" if directory else None)
-        self._schema: dict[str, tuple[bool, float]] = {}
         self.call_deadline = call_deadline
         self.download_deadline = download_deadline
         self.max_status_bytes = max_status_bytes
@@ -398,38 +341,11 @@ class HailuoClient:
             allow_private_downloads = netguard.is_loopback_host(urlsplit(self.base_url).hostname)
         self._download_policy = netguard.AddressPolicy(
             allow_private=allow_private_downloads, allowed_hosts=download_allowed_hosts)
-        # Names are resolved for the policy only when we make the connections ourselves.
-        self._resolve_downloads = download_transport is None
-        tls = _tls_context()
-        if transport is None:
-            transport = netguard.guarded_transport(tls, default_seconds=call_deadline)
-        if download_transport is None:
-            download_transport = netguard.guarded_transport(
-                tls, policy=self._download_policy, default_seconds=download_deadline)
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=tls,
-                                  auth=_BearerAuth(self._key), transport=transport)
-        # Download hosts are CDNs: they get no Authorization header. Redirects are
-        # followed by hand (``_stream``), each hop checked against the address policy.
-        self._dl = httpx.Client(timeout=download_timeout, follow_redirects=False,
-                                verify=tls, transport=download_transport)
-
-    def __repr__(self) -> str:
-        return f"HailuoClient(provider={self.provider.value!r}, base_url={self.base_url!r})"
 
     @property
     def account_hash(self) -> str:
         """A short sha256 of the key: names the account in cache keys, never reveals it."""
         return hashlib.sha256(self._key.get_secret_value().encode()).hexdigest()[:16]
-
-    def __enter__(self) -> HailuoClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
-        self._dl.close()
 
     # ----------------------------------------------------------------- helpers
     def _json(self, response: httpx.Response) -> Any:
@@ -484,54 +400,191 @@ class HailuoClient:
                 exc.args = (exc.message,)
             raise
 
+    def _backoff(self) -> decisions.Backoff:
+        return decisions.Backoff(self.backoff, self.max_backoff)
+
     def _delay(self, attempt: int, retry_after: float | None = None) -> float:
-        base = min(self.max_backoff, self.backoff * 2 ** attempt)
-        jittered = base / 2 + random.random() * base / 2
-        return max(jittered, retry_after or 0.0)
+        return self._backoff().delay(attempt, retry_after)
+
+    def _get_retries(self, path: str) -> decisions.GetRetries:
+        return decisions.GetRetries(provider=str(self.provider), path=path,
+                                    max_retries=self.max_retries, backoff=self._backoff(),
+                                    call_deadline=self.call_deadline)
+
+    def _deadline_error(self, path: str) -> errors.StatusDeadlineError:
+        return self._get_retries(path).deadline_error()
+
+    def _parse(self, what: str, task_id: str | None, parse: Callable[[], Job]) -> Job:
+        """Run a dialect parser on an answer: its typed errors scrubbed, and any other
+        failure (an answer of an unexpected shape) an ``UnreadableAnswerError``."""
+        try:
+            with self._scrubbed():
+                return parse()
+        except errors.HailuoError:
+            raise
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError,
+                RecursionError) as exc:
+            raise errors.UnreadableAnswerError(
+                f"{self.provider} {what} has an unexpected shape ({type(exc).__name__})",
+                task_id=task_id) from None
+
+    def _same_task(self, job: Job, task_id: str) -> Job:
+        """An answer must be about the task asked for: it never changes the task id."""
+        return decisions.same_task(job, task_id, str(self.provider))
+
+    def _status_path(self, task_id: str) -> tuple[str, dict[str, str]]:
+        """The (path, params) of a v1 status GET; ``task_id`` is checked first (an unsafe
+        id never becomes a URL segment)."""
+        task_id = check_id(task_id, what="task id")
+        return self.dialect.status_call(quote(task_id, safe=""))
+
+    def _status_answer(self, task_id: str, response: httpx.Response) -> Job:
+        """The job a v1 status answer describes, checked to be about ``task_id``."""
+        job = self._parse("status answer", task_id, lambda: self.dialect.parse_status(
+            task_id, response.status_code, self._answer(response, "status answer"),
+            _retry_after(response), lenient=True))  # an unknown status word: still running
+        job = self._same_task(job, task_id)
+        if job.file_id is not None:
+            check_id(job.file_id, what="file id", task_id=task_id)
+        return job
+
+    def _file_answer(self, job: Job, response: httpx.Response) -> Job:
+        """The job with the links of a file lookup answer (MiniMax files/retrieve)."""
+        parsed = self._parse("file answer", job.task_id, lambda: self.dialect.parse_file(
+            job, response.status_code, self._answer(response, "file answer"),
+            _retry_after(response)))
+        return self._same_task(parsed, job.task_id)
+
+    def _status_result(self, job: Job, response: httpx.Response) -> Job:
+        """The status a caller gets: a completed task without links is
+        ``ResultMissingError``; provider text is scrubbed; simulator answers are marked."""
+        missing = decisions.result_missing(job, self.provider)
+        if missing is not None:
+            raise missing
+        return self._clean_job(job).model_copy(update={"simulated": _simulated(response)})
+
+    @staticmethod
+    def _failure(job: Job) -> errors.HailuoError:
+        return decisions.job_failure(job)
+
+    @staticmethod
+    def _expired(job: Job) -> bool:
+        return decisions.link_expired(job, utcnow())
+
+    def _download_deadline_error(self, task_id: str, size: int) -> errors.DownloadDeadlineError:
+        return decisions.download_deadline_error(task_id, size, self.download_deadline)
+
+
+class HailuoClient(ClientCore):
+    """A client for one provider (``"apimart"`` or ``"minimax"``) and one key."""
+
+    def __init__(
+        self,
+        provider: Provider | str = Provider.APIMART,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
+        *,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        download_timeout: httpx.Timeout | float = DOWNLOAD_TIMEOUT,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        max_rate_limit_waits: int = 8,
+        poll: PollPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        download_transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        upload_cache_dir: str | os.PathLike[str] | bool | None = None,
+        call_deadline: float = CALL_DEADLINE,
+        download_deadline: float = DOWNLOAD_DEADLINE,
+        max_status_bytes: int = MAX_STATUS_BYTES,
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+        allow_private_downloads: bool | None = None,
+        download_allowed_hosts: Collection[str] = (),
+    ) -> None:
+        """``upload_cache_dir``: where uploads are remembered across processes (APIMart).
+        None: ``default_cache_dir()`` unless the base URL is a local address (the
+        simulator); False: memory only; a path: that directory.
+
+        Hostile answers: ``call_deadline`` bounds each API call in total (a status GET, a
+        file lookup, a submit), ``download_deadline`` each ``download``; answers over
+        ``max_status_bytes`` and videos over ``max_download_bytes`` (decoded) are
+        refused. Downloads never connect to loopback / private / link-local / reserved
+        addresses unless ``allow_private_downloads`` (default: only when the base URL's
+        host is loopback, i.e. a local simulator) or the host is in
+        ``download_allowed_hosts``."""
+        super().__init__(
+            provider, api_key, base_url, max_retries=max_retries, backoff=backoff,
+            max_backoff=max_backoff, max_rate_limit_waits=max_rate_limit_waits, poll=poll,
+            call_deadline=call_deadline, download_deadline=download_deadline,
+            max_status_bytes=max_status_bytes, max_download_bytes=max_download_bytes,
+            allow_private_downloads=allow_private_downloads,
+            download_allowed_hosts=download_allowed_hosts)
+        self._sleep = sleep
+        self._clock = clock
+        if upload_cache_dir is None:
+            directory = None if _is_local_host(self.base_url) else default_cache_dir()
+        elif upload_cache_dir is False or upload_cache_dir is True:
+            directory = default_cache_dir() if upload_cache_dir else None
+        else:
+            directory = Path(upload_cache_dir)
+        self._uploads = UploadCache(directory / "apimart-uploads" if directory else None)
+        self._schema: dict[str, tuple[bool, float]] = {}
+        # Names are resolved for the policy only when we make the connections ourselves.
+        self._resolve_downloads = download_transport is None
+        tls = _tls_context()
+        if transport is None:
+            transport = netguard.guarded_transport(tls, default_seconds=call_deadline)
+        if download_transport is None:
+            download_transport = netguard.guarded_transport(
+                tls, policy=self._download_policy, default_seconds=download_deadline)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=tls,
+                                  auth=_BearerAuth(self._key), transport=transport)
+        # Download hosts are CDNs: they get no Authorization header. Redirects are
+        # followed by hand (``_stream``), each hop checked against the address policy.
+        self._dl = httpx.Client(timeout=download_timeout, follow_redirects=False,
+                                verify=tls, transport=download_transport)
+
+    def __repr__(self) -> str:
+        return f"HailuoClient(provider={self.provider.value!r}, base_url={self.base_url!r})"
+
+    def __enter__(self) -> HailuoClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._dl.close()
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
-        """An idempotent GET with retries on transient failures.
+        """An idempotent GET with retries on transient failures (``decisions.GetRetries``).
 
         All attempts together end within ``call_deadline`` (and within any enclosing
         bound, such as a wait's timeout), however slowly the server sends. The answer is
         read capped at ``max_status_bytes`` decoded bytes and returned already read."""
         with netguard.deadline(self.call_deadline):
-            attempt = 0
+            rules = self._get_retries(path)
             while True:
                 try:
                     response = self._get_once(path, params)
                 except httpx.TransportError as exc:
-                    if netguard.expired():
-                        raise self._deadline_error(path) from None
-                    if attempt >= self.max_retries:
-                        raise errors.ProviderUnavailableError(
-                            f"{self.provider} unreachable after {attempt + 1} attempts: "
-                            f"{type(exc).__name__}") from None
-                    delay = self._delay(attempt)
+                    delay = rules.on_transport_error(exc, expired=netguard.expired())
                 else:
-                    if (response.status_code not in RETRYABLE_HTTP
-                            or attempt >= self.max_retries):
+                    delay = rules.on_answer(response.status_code, _retry_after(response))
+                    if delay is None:
                         return response
                     log.info("GET %s answered %s; retrying", path, response.status_code)
-                    delay = self._delay(attempt, _retry_after(response))
-                left = netguard.remaining()
-                self._sleep(delay if left is None else max(0.0, min(delay, left)))
-                if netguard.expired():
-                    raise self._deadline_error(path)
-                attempt += 1
+                self._sleep(decisions.bounded_pause(delay, netguard.remaining()))
+                rules.next_attempt(expired=netguard.expired())
 
     def _get_once(self, path: str, params: dict[str, str] | None) -> httpx.Response:
         request = self._http.build_request("GET", path, params=params,
                                            headers={"Accept-Encoding": "gzip, deflate"})
         return netguard.read_capped(self._http, request, limit=self.max_status_bytes,
                                     what=f"{self.provider} answer to GET {path}")
-
-    def _deadline_error(self, path: str) -> errors.StatusDeadlineError:
-        return errors.StatusDeadlineError(
-            f"GET {path} on {self.provider} did not finish before its deadline (at most "
-            f"{self.call_deadline:.0f}s per call, less inside a wait that is ending); the "
-            "server is too slow or trickling its answer")
-
     # ------------------------------------------------------------------ submit
     def _checked(self, request: VideoRequest
                  ) -> tuple[VideoRequest, dict[str, CheckedImage]]:
@@ -821,69 +874,29 @@ class HailuoClient:
         task_id = check_id(task_id, what="task id")
         if v2client.handles(self, task_id, model):
             return v2client.status(self, task_id)
-        path, params = self.dialect.status_call(quote(task_id, safe=""))
-        response = self._get(path, params)
-        job = self._parse("status answer", task_id, lambda: self.dialect.parse_status(
-            task_id, response.status_code, self._answer(response, "status answer"),
-            _retry_after(response), lenient=True))  # an unknown status word: still running
-        job = self._same_task(job, task_id)
-        if job.file_id is not None:
-            check_id(job.file_id, what="file id", task_id=task_id)
+        response = self._get(*self._status_path(task_id))
+        job = self._status_answer(task_id, response)
         file_call = self.dialect.file_call(job)
         if file_call:
             job, response = self._file_lookup(job, file_call)
-        if job.status is JobStatus.COMPLETED and not job.video_urls:
-            missing = ("a file_id" if self.provider is Provider.MINIMAX and not job.file_id
-                       else "a download URL")
-            raise errors.ResultMissingError(
-                f"{self.provider} reports task {job.task_id} completed but without "
-                f"{missing}; asking again may get it. The task exists (do not submit it "
-                "again)", task_id=job.task_id)
-        return self._clean_job(job).model_copy(update={"simulated": _simulated(response)})
-
-    def _parse(self, what: str, task_id: str | None, parse: Callable[[], Job]) -> Job:
-        """Run a dialect parser on an answer: its typed errors scrubbed, and any other
-        failure (an answer of an unexpected shape) an ``UnreadableAnswerError``."""
-        try:
-            with self._scrubbed():
-                return parse()
-        except errors.HailuoError:
-            raise
-        except (TypeError, AttributeError, KeyError, IndexError, ValueError,
-                RecursionError) as exc:
-            raise errors.UnreadableAnswerError(
-                f"{self.provider} {what} has an unexpected shape ({type(exc).__name__})",
-                task_id=task_id) from None
-
-    def _same_task(self, job: Job, task_id: str) -> Job:
-        """An answer must be about the task asked for: it never changes the task id."""
-        if job.task_id != task_id:
-            raise errors.TaskIdMismatchError(
-                f"{self.provider} answered about task {shown(job.task_id)} when asked about "
-                f"task {task_id}; the answer is not used", task_id=task_id,
-                answered_id=shown(job.task_id))
-        return job
+        return self._status_result(job, response)
 
     def _file_lookup(self, job: Job, call: tuple[str, dict[str, str]]
                      ) -> tuple[Job, httpx.Response]:
         """The extra lookup for links (MiniMax files/retrieve), with its transient answers
-        (code 1013, 1000, rate limits inside HTTP 200) retried here."""
+        (code 1013, 1000, rate limits inside HTTP 200) retried here
+        (``decisions.retry_lookup``)."""
         attempt = 0
         while True:
             response = self._get(*call)
             try:
-                parsed = self._parse("file answer", job.task_id,
-                                     lambda answer=response: self.dialect.parse_file(
-                                         job, answer.status_code,
-                                         self._answer(answer, "file answer"),
-                                         _retry_after(answer)))
-                return self._same_task(parsed, job.task_id), response
+                return self._file_answer(job, response), response
             except (errors.ProviderUnavailableError, errors.RateLimitedError) as exc:
-                if attempt >= self.max_retries:
-                    raise
+                delay = decisions.retry_lookup(exc, attempt, self.max_retries,
+                                               self._backoff())
                 log.info("file lookup for task %s answered %s (code %s); retrying",
                          job.task_id, type(exc).__name__, exc.code)
-                self._sleep(self._delay(attempt, exc.retry_after))
+                self._sleep(delay)
                 attempt += 1
 
     def parse_callback(self, body: Any, task_id: str | None = None) -> Job:
@@ -922,53 +935,23 @@ class HailuoClient:
               on_update: Callable[[Job], None] | None,
               wake: threading.Event | None) -> Job:
         current = job if isinstance(job, Job) else Job(task_id=job, provider=self.provider)
-        started = time.monotonic()
-        deadline = started + timeout
-        submitted = current.submitted_at
-        estimate = current.estimated_time
-        failures = after_estimate = 0
+        loop = decisions.WaitLoop(current, timeout=timeout, policy=self.poll,
+                                  started=time.monotonic())
         while True:
-            retry_after = None
-            missing: errors.ResultMissingError | None = None
             try:
-                latest = self.status(current.task_id)
+                latest = self.status(loop.task_id)
             except errors.HailuoError as exc:
-                if not exc.retryable:
-                    raise
-                failures += 1
-                if failures > self.poll.max_consecutive_failures:
-                    raise
-                if isinstance(exc, errors.ResultMissingError):
-                    missing = exc
-                retry_after = getattr(exc, "retry_after", None)
-                log.info("status poll failed (%s); %d in a row", type(exc).__name__, failures)
+                loop.failed(exc)
+                log.info("status poll failed (%s); %d in a row", type(exc).__name__,
+                         loop.failures)
             else:
-                failures = 0
-                current = latest.model_copy(update={
-                    "submitted_at": latest.submitted_at or submitted,
-                    "idempotency_key": current.idempotency_key,
-                    "estimated_time": latest.estimated_time or estimate,
-                })
-                estimate = current.estimated_time
+                current = loop.seen(latest)
                 if on_update:
                     on_update(current)
-                if current.status is JobStatus.COMPLETED:
-                    return current
-                if current.status.terminal:
-                    raise self._failure(current)
-            now = time.monotonic()
-            if now >= deadline and missing is not None:
-                raise missing  # the task ended; what is missing is its link, not time
-            if now >= deadline:
-                raise errors.TimedOutError(
-                    f"task still {current.status.value} after {timeout:.0f}s; resume it later "
-                    "by task id", task_id=current.task_id)
-            elapsed = ((utcnow() - submitted).total_seconds() if submitted
-                       else now - started)
-            delay = self.poll.next_delay(elapsed, estimate, after_estimate)
-            if not estimate or elapsed >= estimate * self.poll.estimate_fraction:
-                after_estimate += 1
-            self._pause(min(max(delay, retry_after or 0.0), max(0.0, deadline - now)), wake)
+                done = loop.finished()
+                if done is not None:
+                    return done
+            self._pause(loop.pause(time.monotonic(), utcnow()), wake)
 
     def _pause(self, delay: float, wake: threading.Event | None) -> None:
         """Sleep ``delay`` seconds, or less if a callback sets ``wake``."""
@@ -976,14 +959,6 @@ class HailuoClient:
             self._sleep(delay)
         elif wake.wait(delay):
             wake.clear()
-
-    @staticmethod
-    def _failure(job: Job) -> errors.HailuoError:
-        reason = job.error_message or job.status.value
-        cls = (errors.ContentRejectedError if job.error_code in (1026, 1027)
-               else errors.GenerationFailedError)
-        return cls(f"generation {job.status.value}: {reason}", code=job.error_code,
-                   task_id=job.task_id)
 
     def create_and_poll(self, request: VideoRequest, **wait_kw: Any) -> Job:
         """Submit and wait: the one-call path for scripts."""
@@ -1013,15 +988,13 @@ class HailuoClient:
                   max_refreshes: int) -> DownloadedVideo:
         current = job if isinstance(job, Job) else self.status(job)
         check_id(current.task_id, what="task id")
-        if not current.video_urls or self._expired(current):
+        if decisions.needs_fresh_status(current, utcnow()):
             current = self.status(current.task_id)
         dest = Path(path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         last_error: errors.HailuoError | None = None
         for refresh in range(max_refreshes + 1):
-            if current.status is not JobStatus.COMPLETED:
-                raise self._failure(current) if current.status.terminal else errors.HailuoError(
-                    f"task is {current.status.value}, not completed", task_id=current.task_id)
+            decisions.check_downloadable(current)
             for url in current.video_urls:
                 try:
                     with atomic_output(dest) as tmp:
@@ -1041,18 +1014,12 @@ class HailuoClient:
                     width=info.width, height=info.height, duration=info.duration,
                     fps=info.fps, frames=info.frames, codec=info.codec)
             if refresh < max_refreshes:
-                left = netguard.remaining()
-                delay = self._delay(refresh)
-                self._sleep(delay if left is None else max(0.0, min(delay, left)))
+                self._sleep(decisions.bounded_pause(self._delay(refresh), netguard.remaining()))
                 if netguard.expired():
                     raise self._download_deadline_error(current.task_id, 0)
                 current = self.status(current.task_id)  # fresh, signed links
         raise last_error or errors.ResultMissingError(
             f"task {current.task_id} has no download URL", task_id=current.task_id)
-
-    @staticmethod
-    def _expired(job: Job) -> bool:
-        return job.expires_at is not None and job.expires_at <= utcnow()
 
     def _stream(self, url: str, tmp: Path, task_id: str) -> tuple[str, int]:
         """One download attempt of ``url`` into ``tmp``; redirects followed by hand, each
@@ -1067,68 +1034,57 @@ class HailuoClient:
                 with self._dl.stream("GET", url,
                                      headers={"Accept-Encoding": "identity"}) as response:
                     if response.is_redirect:
-                        hops += 1
-                        if hops > MAX_REDIRECTS:
-                            raise errors.DownloadRefusedError(
-                                f"download redirected more than {MAX_REDIRECTS} times",
-                                task_id=task_id)
+                        hops = decisions.redirect_hop(hops, task_id)
                         url = str(response.url.join(response.headers["Location"]))
                         continue
-                    self._check_download_status(response, task_id)
+                    decisions.check_download_status(response.status_code, task_id)
                     expected = response.headers.get("Content-Length")
                     self._receive(response, tmp, digest, counts, expected, task_id)
                     break
             except httpx.TransportError as exc:
                 if netguard.expired():
                     raise self._download_deadline_error(task_id, counts[1]) from None
-                raise errors.DownloadError(f"download broke off after {counts[1]} bytes "
-                                           f"({type(exc).__name__})", task_id=task_id) from None
-        size = counts[1]
-        if expected is not None and expected.isdigit() and int(expected) != counts[0]:
-            raise errors.DownloadError(f"download truncated: {counts[0]} of {expected} bytes",
-                                       task_id=task_id)
-        if size == 0:
-            raise errors.InvalidVideoError("downloaded video is empty (0 bytes)", task_id=task_id)
-        return digest.hexdigest(), size
+                raise decisions.broke_off(counts[1], exc, task_id) from None
+        decisions.check_received(expected, counts[0], counts[1], task_id)
+        return digest.hexdigest(), counts[1]
 
     @staticmethod
     def _check_download_status(response: httpx.Response, task_id: str) -> None:
-        if response.status_code in (401, 403, 410):
-            raise errors.LinkExpiredError(
-                f"download link refused (HTTP {response.status_code}); it has expired "
-                "or its signature is invalid", http_status=response.status_code,
-                task_id=task_id)
-        if response.status_code >= 300:
-            raise errors.DownloadError(f"download answered HTTP {response.status_code}",
-                                       http_status=response.status_code, task_id=task_id)
+        decisions.check_download_status(response.status_code, task_id)
 
     def _receive(self, response: httpx.Response, tmp: Path, digest: Any, counts: list[int],
                  expected: str | None, task_id: str) -> None:
-        """Write the decoded body to ``tmp`` within the attempt's deadline and caps."""
-        bound = (DOWNLOAD_GRACE + int(expected) / MIN_DOWNLOAD_RATE
-                 if expected and expected.isdigit() else None)
-        with netguard.deadline(bound):
+        """Write the decoded body to ``tmp`` within the attempt's deadline and caps
+        (``decisions.CappedBody``, the same decoder the async client uses)."""
+        with netguard.deadline(decisions.attempt_bound(expected)):
             try:
+                consumed = response.is_stream_consumed  # read already (httpx.MockTransport)
+                body = download_body(response.headers, consumed, self.max_download_bytes,
+                                     task_id, counts)
+                # Pieces as the socket delivers them (re-chunking costs a copy).
+                source = [response.content] if consumed else response.iter_raw()
                 with open(tmp, "wb") as out:
-                    # Pieces as the socket delivers them (re-chunking costs a copy).
-                    for chunk in netguard.capped_chunks(
-                            response, limit=self.max_download_bytes,
-                            max_ratio=netguard.MAX_INFLATION, what="the download",
-                            too_large=lambda m: errors.DownloadRefusedError(m, task_id=task_id),
-                            unreadable=lambda m: errors.DownloadError(m, task_id=task_id),
-                            counted=counts):
+                    for raw in source:
+                        for chunk in body.feed(raw):
+                            out.write(chunk)
+                            digest.update(chunk)
+                            if netguard.expired():
+                                raise self._download_deadline_error(task_id, counts[1])
+                    for chunk in body.finish():
                         out.write(chunk)
                         digest.update(chunk)
-                        if netguard.expired():
-                            raise self._download_deadline_error(task_id, counts[1])
             except httpx.TransportError:
                 if netguard.expired():
                     raise self._download_deadline_error(task_id, counts[1]) from None
                 raise
 
-    def _download_deadline_error(self, task_id: str, size: int) -> errors.DownloadDeadlineError:
-        return errors.DownloadDeadlineError(
-            f"download did not finish before its deadline ({size} bytes received; at most "
-            f"{self.download_deadline:.0f}s per download, less per attempt of known size); "
-            "the server is too slow or trickling", task_id=task_id)
 
+def download_body(headers: Mapping[str, str], consumed: bool, limit: int, task_id: str,
+                  counts: list[int]) -> decisions.CappedBody:
+    """The capped decoder of a download answer: too large or a bomb is
+    ``DownloadRefusedError``, undecodable ``DownloadError`` (used by both clients)."""
+    return decisions.CappedBody(
+        headers, limit=limit, max_ratio=netguard.MAX_INFLATION, what="the download",
+        too_large=lambda m: errors.DownloadRefusedError(m, task_id=task_id),
+        unreadable=lambda m: errors.DownloadError(m, task_id=task_id),
+        consumed=consumed, counted=counts)

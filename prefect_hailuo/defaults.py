@@ -35,3 +35,22 @@ SUBMIT_LOCK_DIR_ENV = "HAILUO_SUBMIT_LOCK_DIR"
 #: Longest a submit lock is held by a holder whose process cannot be checked (another
 #: machine, a plugged-in lock manager) before it counts as abandoned.
 SUBMIT_LOCK_HOLD_ENV = "HAILUO_SUBMIT_LOCK_HOLD_SECONDS"
+#: ``HAILUO_SUBMIT_LOCK_MANAGER=prefect`` (several machines sharing a Prefect server):
+#: submit locks are slots of global concurrency limits of limit 1 named this prefix plus a
+#: stripe number (``hailuo-lock-00`` .. ``hailuo-lock-63``), created on demand; a cache
+#: key is hashed onto one of ``SUBMIT_LOCK_STRIPES`` stripes (tasks/submit_lock.py).
+SUBMIT_LOCK_MANAGER_PREFECT = "prefect"
+SUBMIT_LOCK_LIMIT_PREFIX = "hailuo-lock-"
+SUBMIT_LOCK_STRIPES = 64
+
+#: Prefix of the global concurrency limit capping one account's tasks in flight at the
+#: provider (tasks/inflight.py); the account hash follows. Created by deployments.setup
+#: ``--in-flight N``; without it nothing is capped.
+INFLIGHT_LIMIT_PREFIX = "hailuo-inflight-"
+#: The S3 bucket block every worker of a pool persists results to (set by
+#: deployments.setup ``--results-bucket``); the flows warn when several workers share a
+#: pool but results stay on each machine.
+RESULTS_STORAGE_ENV = "PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK"
+PERSIST_RESULTS_ENV = "PREFECT_RESULTS_PERSIST_BY_DEFAULT"
+#: The deployment a spread batch starts its chunk runs of (deployments/prefect.yaml).
+CHUNK_DEPLOYMENT = "hailuo-generate-chunk/chunk"

@@ -37,6 +37,7 @@ from hailuo.fingerprint import request_fingerprint
 from hailuo.models import Job, JobStatus, VideoRequest
 from prefect_hailuo.blocks.credentials import HailuoConnection
 from prefect_hailuo.defaults import SUBMIT_LIMIT_NAME
+from prefect_hailuo.tasks import inflight
 from prefect_hailuo.tasks.callbacks import shared_receiver
 from prefect_hailuo.tasks.submit_lock import SubmitLockManager
 from prefect_hailuo.tasks.submit_slots import take_submit_slot
@@ -109,7 +110,9 @@ def submit_generation(
     """Submit one paid generation (cached: a re-run returns the same task id).
 
     Takes a slot of the ``hailuo-submit`` global rate limit first when it exists, so many
-    workers together stay under the provider's requests-per-minute.
+    workers together stay under the provider's requests-per-minute, and, before that, a
+    slot of the account's in-flight cap when one is set (``tasks/inflight.py``; given
+    back when the flow is done waiting for the task).
 
     Args:
         request: the validated-or-not request (validated again locally before sending).
@@ -126,8 +129,17 @@ def submit_generation(
     events.emit(events.SUBMITTING, provider=connection.provider, model=request.model)
     with connection.client() as client:
         client.prepare(request)  # reject locally before taking a rate-limit slot
-        take_submit_slot(SUBMIT_LIMIT_NAME)
-        job = client.submit(request, idempotency_key=key, take=take)
+        # One of the account's in-flight slots, held until the flow is done waiting for
+        # this task (tasks/inflight.py); only here, where something is really sent.
+        holder = f"submit-{key}"
+        inflight.acquire(connection.account_id(), holder)
+        try:
+            take_submit_slot(SUBMIT_LIMIT_NAME)
+            job = client.submit(request, idempotency_key=key, take=take)
+        except BaseException:
+            inflight.release(holder)
+            raise
+        inflight.attach(holder, job.task_id)
     logger.info("submitted %s task %s (%s, %s)", connection.provider, job.task_id,
                 request.model, request.mode.value)
     events.emit(events.SUBMITTED, task_id=job.task_id, provider=connection.provider,
@@ -176,3 +188,40 @@ def wait_for_generation(job: Job, connection: HailuoConnection,
             return wait_with_callbacks(client, job, shared_receiver(), timeout=timeout_seconds,
                                        on_update=on_update)
         return client.wait(job, timeout=timeout_seconds, on_update=on_update)
+
+
+@task(
+    name="wait-for-generation",
+    cache_policy=NO_CACHE,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=retry_if_safe,
+    task_run_name="wait-{job.task_id}",
+)
+async def await_generation(job: Job, connection: HailuoConnection,
+                           timeout_seconds: float = 1800.0) -> Job:
+    """``wait_for_generation`` for asyncio flows: the same polls, back-off and errors
+    (the asyncio client shares the sync client's decisions, ``hailuo/decisions.py``),
+    awaited, so a waiting clip holds no thread. Status changes are logged and emitted as
+    events; no per-clip progress artifact (hundreds of clips wait at once: the batch
+    shows their progress as a whole).
+
+    Example:
+        ```python
+        done = await await_generation(job, connection, timeout_seconds=900)
+        ```
+    """
+    logger = get_run_logger()
+    last: dict[str, Any] = {}
+
+    def on_update(current: Job) -> None:
+        progress = 100 if current.status is JobStatus.COMPLETED else (current.progress or 0)
+        if last.get("seen") == (current.status, progress):
+            return
+        last["seen"] = (current.status, progress)
+        logger.info("task %s: %s %s%%", current.task_id, current.status.value, progress)
+        events.emit(events.STATUS, task_id=current.task_id, status=current.status.value,
+                    progress=progress)
+
+    async with connection.async_client() as client:
+        return await client.wait(job, timeout=timeout_seconds, on_update=on_update)

@@ -110,7 +110,7 @@ def test_text_to_video_lands_in_s3_with_manifest_and_artifacts(
     assert Decimal(manifest["cost_estimate_usd"]) == Decimal("0.20")  # 5 s x $0.04
     assert result.presigned_url.startswith(s3_endpoint)
     assert httpx.get(result.presigned_url).content == body
-    kinds = sorted(a.type for a in _artifacts(state.state_details.flow_run_id))
+    kinds = sorted(str(a.type) for a in _artifacts(state.state_details.flow_run_id))
     assert {"table", "markdown", "progress", "image"} <= set(kinds), kinds
 
 

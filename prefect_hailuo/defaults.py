@@ -27,8 +27,10 @@ SIMULATOR = "simulator"
 SIMULATE_ENV = "HAILUO_SIMULATE"
 
 #: Which lock manager serialises identical submits (tasks/submit_lock.py): unset or
-#: "filesystem" (lock files on this machine), "memory" (one process), or "module:attribute"
-#: naming any Prefect LockManager, e.g. prefect-redis's for workers on several machines.
+#: "filesystem" (lock files on this machine), "prefect" (leases on the Prefect server's
+#: concurrency limits: workers on several machines; set by deployments.setup
+#: --results-bucket), "memory" (one process), or "module:attribute" naming any Prefect
+#: LockManager (e.g. prefect-redis's).
 SUBMIT_LOCK_MANAGER_ENV = "HAILUO_SUBMIT_LOCK_MANAGER"
 #: Folder of the filesystem lock files (default: Prefect's local result storage folder).
 SUBMIT_LOCK_DIR_ENV = "HAILUO_SUBMIT_LOCK_DIR"

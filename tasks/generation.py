@@ -13,8 +13,9 @@ Two runs submitting the same request at the same moment pay once: the cache poli
 the task's transaction at ``SERIALIZABLE`` isolation with a lock manager
 (``tasks/submit_lock.py``: lock files on one machine by default; for several machines
 leases on the Prefect server, ``HAILUO_SUBMIT_LOCK_MANAGER=prefect``), so the second run
-waits for the first to persist its task id and then reads it. A submit that finds itself without that cache key or lock (its key
-could not be computed) refuses to pay rather than pay unrecorded.
+waits for the first to persist its task id and then reads it. A submit that finds itself
+without that cache key or lock (its key could not be computed) refuses to pay rather than
+pay unrecorded.
 
 ``wait_for_generation`` is never cached: a cached status is a stale status.
 """

@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from hailuo.errors import ClipFailure
 from prefect_hailuo.blocks.credentials import HailuoConnection, HailuoCredentials
+from prefect_hailuo.flows import ledger
 from prefect_hailuo.flows.batch import conclude
 from prefect_hailuo.flows.models import (
     BatchResult,
@@ -92,8 +93,10 @@ async def agenerate_batch(
     threads = asyncio.Semaphore(BLOCKING_THREADS)
     connection, named = await in_thread(threads, prepare_batch, named, options, destination,
                                         pick_credentials(credentials, credentials_block))
+    done, todo = ledger.split_done(list(enumerate(named, start=1)), connection, options,
+                                   destination, group)
     in_flight = asyncio.Semaphore(max(1, max_concurrency))
-    outcome = Outcome()
+    outcome = Outcome(done=done)
 
     async def one(number: int, spec: ClipSpec) -> None:
         async with in_flight:
@@ -105,7 +108,7 @@ async def agenerate_batch(
                 outcome.failures.append(ClipFailure(number, spec.name, exc))
                 logger.error("clip %s failed: %s", spec.name, outcome.failures[-1].summary)
 
-    await asyncio.gather(*(one(n, s) for n, s in enumerate(named, start=1)))
+    await asyncio.gather(*(one(n, s) for n, s in todo))
     return await in_thread(threads, conclude_batch, outcome.sorted(), len(named), batch_name,
                            allow_failures)
 

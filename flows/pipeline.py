@@ -27,6 +27,7 @@ from hailuo.fingerprint import canonical_request
 from hailuo.h3 import nearest_ratio
 from hailuo.models import Job, VideoRequest, utcnow
 from prefect_hailuo.blocks.credentials import HailuoConnection
+from prefect_hailuo.flows import ledger
 from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
 from prefect_hailuo.flows.publish import (
     clip_label,
@@ -191,6 +192,7 @@ class Clip:
         self.job: Job | None = None
         self.earlier = False
         self.request: VideoRequest | None = None
+        self.key = ""
 
     def start(self) -> None:
         request = self.spec.to_request(self.options).validate_for(self.connection.provider)
@@ -198,6 +200,7 @@ class Clip:
             receiver = shared_receiver(self.options.callback_public_url)
             request = request.model_copy(update={"callback_url": receiver.url_for()})
         self.request = request
+        self.key = ledger.ledger_key(request, self.connection, self.take)
         self._submit()
 
     def _submit(self, resubmit_of: str | None = None) -> None:
@@ -232,8 +235,10 @@ class Clip:
     def finish(self, done: Job) -> ClipResult:
         _done_with(self.connection, done.task_id)
         assert self.request is not None
-        return _finish(self.spec, self.connection, self.destination, self.group, self.label,
-                       self.request, done, self.resubmits)
+        result = _finish(self.spec, self.connection, self.destination, self.group,
+                         self.label, self.request, done, self.resubmits)
+        ledger.record(self.destination, self.group, self.key, result)
+        return result
 
     def failed(self, exc: BaseException) -> None:
         if self.job is not None:  # its in-flight slot, if the wait never got to it

@@ -15,6 +15,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from hailuo.errors import ClipFailure
 from prefect_hailuo.blocks.credentials import HailuoConnection
+from prefect_hailuo.flows import ledger
 from prefect_hailuo.flows.models import ClipResult, ClipSpec, Destination, GenerationOptions
 from prefect_hailuo.flows.pipeline import run_clip
 
@@ -49,9 +50,13 @@ def run_clips_here(numbered: list[tuple[int, ClipSpec]], connection: HailuoConne
                    options: GenerationOptions, destination: Destination, group: str,
                    max_concurrency: int) -> Outcome:
     """Run the clips in this process, ``max_concurrency`` at a time; one clip failing does
-    not stop the others (its error is kept for the caller)."""
+    not stop the others (its error is kept for the caller). Clips the ledger holds as
+    finished and verified (``flows/ledger.py``) are not run again."""
     logger = get_run_logger()
-    outcome = Outcome()
+    done, numbered = ledger.split_done(numbered, connection, options, destination, group)
+    outcome = Outcome(done=done)
+    if not numbered:
+        return outcome
     with ThreadPoolTaskRunner(max_workers=max(1, max_concurrency)) as runner:
         futures = [runner.submit(generate_clip, {
             "number": n, "spec": s, "connection": connection, "options": options,
@@ -62,4 +67,4 @@ def run_clips_here(numbered: list[tuple[int, ClipSpec]], connection: HailuoConne
             except Exception as exc:  # noqa: BLE001 - reported per clip, raised by the caller
                 outcome.failures.append(ClipFailure(number, spec.name, exc))
                 logger.error("clip %s failed: %s", spec.name, outcome.failures[-1].summary)
-    return outcome
+    return outcome.sorted()  # the ledger's clips came first

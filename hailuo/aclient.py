@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-import httpcore
 import httpx
 from pydantic import SecretStr
 
@@ -58,7 +57,6 @@ from hailuo.client import (
     HailuoClient,
     _BearerAuth,
     _retry_after,
-    _simulated,
     _tls_context,
     download_body,
 )
@@ -111,60 +109,6 @@ async def _raw(response: httpx.Response) -> AsyncIterator[bytes]:
         return
     async for raw in response.aiter_raw():
         yield raw
-
-
-class _GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's async backend with the download address policy checked on the addresses
-    actually connected to (the async twin of ``netguard.GuardedBackend``; deadlines are
-    enforced by cancellation instead). Names are resolved in a worker thread, so a slow
-    resolver never blocks the event loop."""
-
-    def __init__(self, inner: httpcore.AsyncNetworkBackend,
-                 policy: netguard.AddressPolicy) -> None:
-        self._inner = inner
-        self.policy = policy
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None, socket_options: Any = None
-                          ) -> httpcore.AsyncNetworkStream:
-        targets = [host]
-        if not self.policy.exempt(host):
-            literal = netguard._literal(host)
-            try:
-                targets = ([literal] if literal else
-                           await asyncio.to_thread(netguard._resolve, host, port))
-            except (OSError, UnicodeError) as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host[:120]}: {exc}") from None
-            self.policy.check_addresses(host, targets)
-        last: Exception | None = None
-        for target in targets:  # connect only to an address that was checked
-            try:
-                return await self._inner.connect_tcp(target, port, timeout, local_address,
-                                                     socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        return await self._inner.connect_unix_socket(path, timeout, socket_options)
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-def _async_transport(verify: Any, limits: httpx.Limits, *,
-                     policy: netguard.AddressPolicy | None = None) -> httpx.AsyncHTTPTransport:
-    """An ``httpx.AsyncHTTPTransport``, its connections checked against ``policy``.
-
-    If this httpx/httpcore does not expose the pool's backend, the transport is returned
-    unguarded: the check of each link and hop before it is fetched still applies."""
-    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
-    pool = getattr(transport, "_pool", None)
-    if policy is not None and pool is not None and hasattr(pool, "_network_backend"):
-        pool._network_backend = _GuardedAsyncBackend(pool._network_backend, policy)
-    return transport
 
 
 class AsyncHailuoClient(ClientCore):
@@ -230,9 +174,10 @@ class AsyncHailuoClient(ClientCore):
         tls = _tls_context()
         limits = limits or httpx.Limits()
         if transport is None:
-            transport = _async_transport(tls, limits)
+            transport = netguard.guarded_async_transport(tls, limits)
         if download_transport is None:
-            download_transport = _async_transport(tls, limits, policy=self._download_policy)
+            download_transport = netguard.guarded_async_transport(
+                tls, limits, policy=self._download_policy)
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, verify=tls,
                                        auth=_BearerAuth(self._key), transport=transport)
         # Download hosts are CDNs: they get no Authorization header. Redirects are
@@ -315,31 +260,21 @@ class AsyncHailuoClient(ClientCore):
                 rules.next_attempt(expired=_expired())
 
     async def _get_once(self, path: str, params: dict[str, str] | None) -> httpx.Response:
-        """One GET, its answer read whole through ``decisions.CappedBody`` (the cap and
+        """One GET, its answer read whole through ``netguard.answer_decoder`` (the cap and
         bomb rules of ``netguard.read_capped``) and returned already read and decoded."""
         request = self._http.build_request("GET", path, params=params,
                                            headers={"Accept-Encoding": "gzip, deflate"})
         response = await self._http.send(request, stream=True)
-        status = response.status_code
         try:
-            body = decisions.CappedBody(
-                response.headers, limit=self.max_status_bytes,
-                max_ratio=netguard.MAX_INFLATION,
-                what=f"{self.provider} answer to GET {path}",
-                too_large=lambda m: errors.AnswerTooLargeError(m, http_status=status),
-                unreadable=lambda m: errors.UnreadableAnswerError(m, http_status=status),
-                consumed=response.is_stream_consumed)
+            body = netguard.answer_decoder(response, limit=self.max_status_bytes,
+                                           what=f"{self.provider} answer to GET {path}")
             parts: list[bytes] = []
             async for raw in _raw(response):
                 parts.extend(body.feed(raw))
             parts.extend(body.finish())
         finally:
             await response.aclose()
-        headers = [(k, v) for k, v in response.headers.multi_items()
-                   if k.lower() not in ("content-encoding", "content-length",
-                                        "transfer-encoding")]
-        return httpx.Response(status, headers=headers, content=b"".join(parts),
-                              request=request)
+        return netguard.answer_read(response, request, b"".join(parts))
 
     async def status(self, task_id: str, *, model: str | None = None) -> Job:
         """The task's current state; for a completed task, with download links.
@@ -378,19 +313,11 @@ class AsyncHailuoClient(ClientCore):
                 attempt += 1
 
     async def _v2_status(self, task_id: str) -> Job:
-        """A MiniMax v2 (H3) task: the same GET and pure parser (``V2_DIALECT``) as
-        ``hailuo.v2client.status``, with this client's async GET."""
-        path, params = V2_DIALECT.status_call(task_id)
-        response = await self._get(path, params)
-        job = self._parse("status answer", task_id, lambda: V2_DIALECT.parse_status(
-            task_id, response.status_code, self._answer(response, "status answer"),
-            _retry_after(response), lenient=True))
-        job = self._same_task(job, task_id)
-        v2client.remember(self._router(), job.task_id, job.model)
-        missing = decisions.v2_result_missing(job)
-        if missing is not None:
-            raise missing
-        return self._clean_job(job).model_copy(update={"simulated": _simulated(response)})
+        """A MiniMax v2 (H3) task: the GET of ``hailuo.v2client.status``, made with this
+        client's async GET, its answer read by the same ``v2client`` functions."""
+        response = await self._get(*V2_DIALECT.status_call(task_id))
+        job = v2client.status_answer(self._router(), task_id, response)
+        return v2client.status_result(self._router(), job, response)
 
     # -------------------------------------------------------------------- wait
     async def wait(

@@ -13,23 +13,25 @@ do not stop, and what stops them here:
 * **Private targets.** A provider answer (a download link, a redirect) must not make us
   connect to loopback, private, link-local or otherwise non-public addresses (cloud
   metadata at 169.254.169.254, an admin port on 10.x). ``check_url`` refuses such URLs
-  (literal addresses, and names whose resolved addresses include one); the backend checks
-  again at connect time and connects only to the address it checked, so a name cannot
+  (literal addresses, and names whose resolved addresses include one); the backends (sync
+  ``GuardedBackend``, async ``GuardedAsyncBackend``) check again at connect time
+  (``connect_targets``) and connect only to the address checked, so a name cannot
   resolve to a public address for the check and a private one for the connection.
-* **Bombs.** ``capped_chunks`` decodes gzip/deflate itself, in bounded pieces, refusing
-  bodies that decode past a byte cap or inflate far more than any real answer or video
-  would (a few hundred kilobytes of gzip can inflate to gigabytes).
+* **Bombs.** ``capped_chunks`` and ``read_capped`` decode gzip/deflate in bounded pieces
+  (``decisions.CappedBody``, the decoder of downloads too), refusing bodies that decode
+  past a byte cap or inflate far more than any real answer or video would (a few hundred
+  kilobytes of gzip can inflate to gigabytes).
   ``decode_json`` refuses undecodable and absurdly nested JSON with a typed error.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import socket
 import threading
 import time
-import zlib
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -38,12 +40,12 @@ from urllib.parse import urlsplit
 import httpcore
 import httpx
 
-from hailuo import errors
+from hailuo import decisions, errors
 
-#: Decoded bytes handed out per piece when inflating.
-PIECE = 256 * 1024
+#: Decoded bytes handed out per piece when inflating (``decisions.CappedBody`` decodes).
+PIECE = decisions.PIECE
 #: A body may decode to this much before the inflation ratio is looked at.
-RATIO_FLOOR = 1 << 20
+RATIO_FLOOR = decisions.RATIO_FLOOR
 #: The most a body may inflate (decoded / received bytes, past ``RATIO_FLOOR``): real
 #: JSON compresses maybe 10x, a video not at all; a thousand-fold "video" is a bomb.
 MAX_INFLATION = 50.0
@@ -192,6 +194,64 @@ class AddressPolicy:
             self.check_addresses(host, addresses)
 
 
+# -- the address check at connect time (both backends) ----------------------------------
+def connect_targets(policy: AddressPolicy | None, host: str, port: int) -> list[str]:
+    """The addresses a connection to ``host`` may be made to, checked against ``policy``
+    when the connection is made: ``[host]`` without a policy or for an exempt host, else
+    the literal address or every address the name resolves to, each of which must be
+    public (``DownloadRefusedError`` otherwise; a name that does not resolve is an
+    ``httpcore.ConnectError``). The backends connect only to these, so a name cannot
+    resolve to a public address for the check and a private one for the connection.
+    Resolving may block: ``resolves_at_connect`` says when (the async backend then calls
+    this in a worker thread)."""
+    if policy is None or policy.exempt(host):
+        return [host]
+    literal = _literal(host)
+    try:
+        targets = [literal] if literal else _resolve(host, port)
+    except (OSError, UnicodeError) as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host[:120]}: {exc}") from None
+    policy.check_addresses(host, targets)
+    return targets
+
+
+def resolves_at_connect(policy: AddressPolicy | None, host: str) -> bool:
+    """Whether ``connect_targets`` looks ``host`` up (a name under a policy)."""
+    return policy is not None and not policy.exempt(host) and _literal(host) is None
+
+
+class _ConnectAttempts:
+    """The checked addresses tried in turn: ``with attempts:`` around one connect keeps a
+    ``ConnectError`` / ``ConnectTimeout`` and lets the next address be tried;
+    ``failed()`` is the last of them, to raise when none connected."""
+
+    def __init__(self) -> None:
+        self.last: Exception | None = None
+
+    def __enter__(self) -> _ConnectAttempts:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> bool:
+        if isinstance(exc, httpcore.ConnectError | httpcore.ConnectTimeout):
+            self.last = exc
+            return True
+        return False
+
+    def failed(self) -> Exception:
+        assert self.last is not None
+        return self.last
+
+
+def _wrap_backend(transport: httpx.HTTPTransport | httpx.AsyncHTTPTransport,
+                  wrap: Callable[[Any], Any]) -> None:
+    """Put ``wrap(backend)`` in place of the network backend of ``transport``'s pool; if
+    this httpx/httpcore does not expose it, the transport stays unguarded (the callers'
+    own checks between chunks and before each hop still apply)."""
+    pool = getattr(transport, "_pool", None)
+    if pool is not None and hasattr(pool, "_network_backend"):
+        pool._network_backend = wrap(pool._network_backend)
+
+
 # -- a network backend that obeys deadlines and address policies ------------------------
 def _bounded(timeout: float | None, default_end: float | None, kind: type[Exception]
              ) -> float | None:
@@ -249,25 +309,13 @@ class GuardedBackend(httpcore.NetworkBackend):
                     local_address: str | None = None, socket_options: Any = None
                     ) -> httpcore.NetworkStream:
         timeout = _bounded(timeout, None, httpcore.ConnectTimeout)
-        targets = [host]
-        if self.policy is not None and not self.policy.exempt(host):
-            literal = _literal(host)
-            try:
-                targets = [literal] if literal else _resolve(host, port)
-            except (OSError, UnicodeError) as exc:
-                raise httpcore.ConnectError(f"cannot resolve {host[:120]}: {exc}") from None
-            self.policy.check_addresses(host, targets)
-        last: Exception | None = None
-        for target in targets:  # connect only to an address that was checked
-            try:
-                stream = self._inner.connect_tcp(target, port, timeout, local_address,
-                                                 socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-                continue
-            return _GuardedStream(stream, self.default_seconds)
-        assert last is not None
-        raise last
+        attempts = _ConnectAttempts()
+        for target in connect_targets(self.policy, host, port):  # only checked addresses
+            with attempts:
+                return _GuardedStream(self._inner.connect_tcp(target, port, timeout,
+                                                              local_address, socket_options),
+                                      self.default_seconds)
+        raise attempts.failed()
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Any = None) -> httpcore.NetworkStream:
@@ -286,103 +334,116 @@ def guarded_transport(verify: Any, *, policy: AddressPolicy | None = None,
     If this httpx/httpcore does not expose the pool's backend, the transport is returned
     unguarded: the callers' own checks between chunks and before each hop still apply."""
     transport = httpx.HTTPTransport(verify=verify)
-    pool = getattr(transport, "_pool", None)
-    if pool is not None and hasattr(pool, "_network_backend"):
-        pool._network_backend = GuardedBackend(pool._network_backend, policy=policy,
-                                               default_seconds=default_seconds)
+    _wrap_backend(transport, lambda inner: GuardedBackend(
+        inner, policy=policy, default_seconds=default_seconds))
+    return transport
+
+
+class GuardedAsyncBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's async backend with the download address policy checked on the addresses
+    actually connected to (``connect_tcp`` asks ``connect_targets``, as
+    ``GuardedBackend`` does); deadlines are enforced by the async client cancelling its
+    I/O instead. Names are resolved in a worker thread, so a slow resolver never blocks
+    the event loop."""
+
+    def __init__(self, inner: httpcore.AsyncNetworkBackend, policy: AddressPolicy) -> None:
+        self._inner = inner
+        self.policy = policy
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
+                          local_address: str | None = None, socket_options: Any = None
+                          ) -> httpcore.AsyncNetworkStream:
+        targets = (await asyncio.to_thread(connect_targets, self.policy, host, port)
+                   if resolves_at_connect(self.policy, host)
+                   else connect_targets(self.policy, host, port))
+        attempts = _ConnectAttempts()
+        for target in targets:  # only checked addresses
+            with attempts:
+                return await self._inner.connect_tcp(target, port, timeout, local_address,
+                                                     socket_options)
+        raise attempts.failed()
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Any = None) -> httpcore.AsyncNetworkStream:
+        return await self._inner.connect_unix_socket(path, timeout, socket_options)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def guarded_async_transport(verify: Any, limits: httpx.Limits, *,
+                            policy: AddressPolicy | None = None
+                            ) -> httpx.AsyncHTTPTransport:
+    """An ``httpx.AsyncHTTPTransport``, its connections checked against ``policy`` (if
+    this httpx/httpcore does not expose the pool's backend, it is returned unguarded: the
+    check of each link and hop before it is fetched still applies)."""
+    transport = httpx.AsyncHTTPTransport(verify=verify, limits=limits)
+    if policy is not None:
+        _wrap_backend(transport, lambda inner: GuardedAsyncBackend(inner, policy))
     return transport
 
 
 # -- bounded decoding -----------------------------------------------------------------
+def _decoded(body: decisions.CappedBody, response: httpx.Response) -> Iterator[bytes]:
+    """``response``'s body through ``body``: the raw pieces as the socket delivers them (or
+    the whole body at once, when httpx read it already: ``httpx.MockTransport``)."""
+    source = [response.content] if response.is_stream_consumed else response.iter_raw()
+    for raw in source:
+        yield from body.feed(raw)
+    yield from body.finish()
+
+
 def capped_chunks(response: httpx.Response, *, limit: int, max_ratio: float, what: str,
                   too_large: Callable[[str], Exception],
                   unreadable: Callable[[str], Exception],
                   counted: list[int] | None = None) -> Iterator[bytes]:
     """The decoded body of a streamed ``response``, piece by piece, never more than
     ``limit`` decoded bytes and never inflating more than ``max_ratio`` times the bytes
-    received (past ``RATIO_FLOOR``). gzip and deflate are decoded here in bounded pieces;
-    any other Content-Encoding is refused. ``counted`` (if given) receives
-    ``[raw bytes, decoded bytes]`` as the body goes."""
-    header = response.headers.get("Content-Encoding", "")
-    codings = [c.strip().lower() for c in header.split(",")
-               if c.strip() and c.strip().lower() != "identity"]
-    consumed = response.is_stream_consumed  # already read and decoded (httpx.MockTransport)
-    if consumed:
-        source: Iterator[bytes] = iter([response.content])
-        announced = response.headers.get("Content-Length", "")
-        raw_size = int(announced) if codings and announced.isdigit() else None
-        codings = []
-    else:
-        source = response.iter_raw()
-    if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
-        raise unreadable(f"{what} uses Content-Encoding {header[:40]!r}, which is not "
-                         "accepted (identity, gzip or deflate)")
-    length = response.headers.get("Content-Length", "")
-    if not codings and length.isdigit() and int(length) > limit:
-        raise too_large(f"{what} announces {int(length)} bytes; the limit is {limit}")
-    counts = counted if counted is not None else [0, 0]
-    counts[:] = [0, 0]
-    inflater = None
-    if codings:
-        inflater = zlib.decompressobj(31 if codings[0] in ("gzip", "x-gzip") else 47)
+    received (past ``RATIO_FLOOR``): the rules of ``decisions.CappedBody``, which decodes
+    gzip and deflate in bounded pieces and refuses any other Content-Encoding.
+    ``counted`` (if given) receives ``[raw bytes, decoded bytes]`` as the body goes."""
+    yield from _decoded(decisions.CappedBody(
+        response.headers, limit=limit, max_ratio=max_ratio, what=what, too_large=too_large,
+        unreadable=unreadable, consumed=response.is_stream_consumed, counted=counted),
+        response)
 
-    def emit(piece: bytes) -> bytes:
-        counts[1] += len(piece)
-        if counts[1] > limit:
-            raise too_large(f"{what} is larger than its limit of {limit} bytes")
-        if inflater is not None and counts[1] > RATIO_FLOOR and counts[1] > max_ratio * max(
-                counts[0], 1):
-            raise too_large(f"{what} inflates more than {max_ratio:.0f}-fold "
-                            f"({counts[0]} bytes received, {counts[1]} decoded so far): "
-                            "refused as a decompression bomb")
-        return piece
 
-    try:
-        for raw in source:
-            counts[0] += len(raw) if not consumed or raw_size is None else raw_size
-            if inflater is None:
-                if raw:
-                    yield emit(raw)
-                continue
-            data = raw
-            while data:
-                piece = inflater.decompress(data, PIECE)
-                data = inflater.unconsumed_tail
-                if piece:
-                    yield emit(piece)
-        if inflater is not None:
-            while True:  # output still pending inside the inflater, in bounded pieces
-                piece = inflater.decompress(b"", PIECE)
-                if not piece:
-                    break
-                yield emit(piece)
-            tail = inflater.flush()
-            if tail:
-                yield emit(tail)
-            if not inflater.eof:
-                raise unreadable(f"{what}: the compressed body ends before its end marker")
-    except zlib.error as exc:
-        raise unreadable(f"{what}: broken {codings[0]} compression ({exc})") from None
+def answer_decoder(response: httpx.Response, *, limit: int, what: str
+                   ) -> decisions.CappedBody:
+    """The capped decoder of an API answer (``read_capped``, and the async client's GET):
+    too large or a bomb is ``AnswerTooLargeError``, undecodable ``UnreadableAnswerError``,
+    both with the answer's HTTP status."""
+    status = response.status_code
+    return decisions.CappedBody(
+        response.headers, limit=limit, max_ratio=MAX_INFLATION, what=what,
+        too_large=lambda m: errors.AnswerTooLargeError(m, http_status=status),
+        unreadable=lambda m: errors.UnreadableAnswerError(m, http_status=status),
+        consumed=response.is_stream_consumed)
+
+
+def answer_read(response: httpx.Response, request: httpx.Request, body: bytes
+                ) -> httpx.Response:
+    """``response`` with its decoded ``body``, already read (its encoding and length
+    headers dropped: they described the body as sent)."""
+    headers = [(k, v) for k, v in response.headers.multi_items()
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx.Response(response.status_code, headers=headers, content=body,
+                          request=request)
 
 
 def read_capped(http: httpx.Client, request: httpx.Request, *, limit: int,
                 what: str) -> httpx.Response:
     """Send ``request`` and read the whole answer, at most ``limit`` decoded bytes and
-    never a decompression bomb (``capped_chunks``); returns the answer already read, its
+    never a decompression bomb (``answer_decoder``); returns the answer already read, its
     body decoded (so its encoding headers are dropped). Every client reads API answers
     this way: the status and file answers of the video client, the media APIs' answers."""
     response = http.send(request, stream=True)
-    status = response.status_code
     try:
-        body = b"".join(capped_chunks(
-            response, limit=limit, max_ratio=MAX_INFLATION, what=what,
-            too_large=lambda m: errors.AnswerTooLargeError(m, http_status=status),
-            unreadable=lambda m: errors.UnreadableAnswerError(m, http_status=status)))
+        body = b"".join(_decoded(answer_decoder(response, limit=limit, what=what),
+                                 response))
     finally:
         response.close()
-    headers = [(k, v) for k, v in response.headers.multi_items()
-               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
-    return httpx.Response(status, headers=headers, content=body, request=request)
+    return answer_read(response, request, body)
 
 
 def decode_json(raw: bytes, *, what: str) -> Any:
@@ -420,6 +481,8 @@ def _depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
-__all__ = ["AddressPolicy", "GuardedBackend", "capped_chunks", "current_deadline",
-           "deadline", "decode_json", "expired", "guarded_transport", "is_loopback_host",
-           "is_public_address", "remaining"]
+__all__ = ["AddressPolicy", "GuardedAsyncBackend", "GuardedBackend", "answer_decoder",
+           "answer_read", "capped_chunks", "connect_targets", "current_deadline", "deadline",
+           "decode_json", "expired", "guarded_async_transport", "guarded_transport",
+           "is_loopback_host", "is_public_address", "read_capped", "remaining",
+           "resolves_at_connect"]

@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from hailuo import errors, netguard
+from hailuo import decisions, errors, netguard
 from hailuo.capabilities import H3_MAX_BODY_BYTES, Provider, is_h3
 from hailuo.fingerprint import request_fingerprint
 from hailuo.h3media import CheckedMedia, check_media, check_total_seconds
@@ -136,11 +136,9 @@ def handles(client: HailuoClient, task_id: str, model: str | None = None) -> boo
 
 # -- small helpers (the client's own are private to its module) ------------------------
 def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
+    """``Retry-After`` in seconds, delta or HTTP date (``decisions.parse_retry_after``,
+    as the client reads it)."""
+    return decisions.parse_retry_after(response.headers.get("Retry-After"), utcnow())
 
 
 def _simulated(response: httpx.Response | None) -> bool:
@@ -616,26 +614,35 @@ def list_tasks(client: HailuoClient, *, model: str | None = None, status: str | 
 def query(client: HailuoClient, task_id: str) -> tuple[Job, httpx.Response]:
     """One query of a task (id in the path), checked to be about that task."""
     task_id = check_id(task_id, what="task id")
-    path, params = V2.status_call(task_id)
-    response = client._get(path, params)
+    response = client._get(*V2.status_call(task_id))
+    return status_answer(client, task_id, response), response
+
+
+def status_answer(client: HailuoClient, task_id: str, response: httpx.Response) -> Job:
+    """The job a status answer (already read) reports, checked to be about ``task_id``
+    (``AsyncHailuoClient`` reads its own GET's answer with it too)."""
     job = client._parse("status answer", task_id, lambda: V2.parse_status(
         task_id, response.status_code, client._answer(response, "status answer"),
         _retry_after(response), lenient=True))
-    job = client._same_task(job, task_id)
-    return job, response
+    return client._same_task(job, task_id)
+
+
+def status_result(client: HailuoClient, job: Job, response: httpx.Response) -> Job:
+    """What ``status`` returns for a queried job: the task remembered as v2,
+    ``ResultMissingError`` for a succeeded one without ``content.url``
+    (``decisions.v2_result_missing``), else the clean job."""
+    remember(client, job.task_id, job.model)
+    missing = decisions.v2_result_missing(job)
+    if missing is not None:
+        raise missing
+    return client._clean_job(job).model_copy(update={"simulated": _simulated(response)})
 
 
 def status(client: HailuoClient, task_id: str) -> Job:
     """The task now; a succeeded task carries a fresh ``content.url`` (each query signs a
     new one, which is how an expired link is refreshed)."""
     job, response = query(client, task_id)
-    remember(client, job.task_id, job.model)
-    if job.status is JobStatus.COMPLETED and not job.video_urls:
-        raise errors.ResultMissingError(
-            f"MiniMax reports v2 task {job.task_id} succeeded but without content.url; "
-            "asking again may get it. The task exists (do not submit it again)",
-            task_id=job.task_id)
-    return client._clean_job(job).model_copy(update={"simulated": _simulated(response)})
+    return status_result(client, job, response)
 
 
 def is_v2_body(client: HailuoClient, body: Any) -> bool:

@@ -42,7 +42,7 @@ def download_video(job: Job, connection: HailuoConnection, output_dir: str = "ou
     path = clip_path(output_dir, group, label, job.task_id)
     record = _sidecar(path)
     if path.exists() and record.exists():
-        known = _verified(path, job.task_id)
+        known = verified_download(path, job.task_id)
         if known is not None:
             logger.info("already downloaded and verified: %s", path)
             events.emit(events.DOWNLOADED, task_id=job.task_id, path=str(path), reused=True)
@@ -66,7 +66,7 @@ def download_video(job: Job, connection: HailuoConnection, output_dir: str = "ou
     return video
 
 
-def _verified(path: Path, task_id: str) -> DownloadedVideo | None:
+def verified_download(path: Path, task_id: str) -> DownloadedVideo | None:
     """The verification record of ``path`` when the file still matches it (size, sha256,
     it decodes) and it is the video of ``task_id``; else None."""
     try:
@@ -89,7 +89,7 @@ def _earlier_copy(path: Path, output_dir: str, task_id: str) -> DownloadedVideo 
     candidates += sorted(path.parent.glob(f"*-{short_task_id(task_id)}.mp4"))
     for candidate in candidates:
         if candidate != path and _sidecar(candidate).exists():
-            found = _verified(candidate, task_id)
+            found = verified_download(candidate, task_id)
             if found is not None:
                 return found
     return None

@@ -249,3 +249,31 @@ def test_an_async_batch_keeps_many_clips_waiting_without_a_thread_each(prefect_h
     assert [c.task_id for c in again.clips] == [c.task_id for c in result.clips]
     # the thread pool of the blocking steps and Prefect's own threads, not one per clip
     assert peak["threads"] - before < 24, (before, peak)
+
+
+# -- the ledger of verified clips ---------------------------------------------------------
+def test_a_rerun_of_a_finished_batch_asks_the_provider_nothing_and_a_damaged_clip_is_redone(
+        prefect_harness, tmp_path):
+    from prefect_hailuo.flows import ClipSpec, Destination, GenerationOptions, generate_batch
+
+    with _capped_sim(0.2) as sim:
+        kwargs = dict(clips=[ClipSpec(prompt=f"ledger clip {i}") for i in range(3)],
+                      options=GenerationOptions(resolution="512p", duration=5),
+                      destination=Destination(output_dir=str(tmp_path)),
+                      credentials_block=save_credentials("ledger", sim.base_url, KEY),
+                      batch_name="ledger")
+        first = generate_batch(**kwargs)
+        seen = len(sim.simulator.state.request_log())
+        again = generate_batch(**kwargs)
+        assert len(sim.simulator.state.request_log()) == seen  # not even a status call
+        assert again == first
+        damaged = Path(first.clips[1].local_path)
+        damaged.write_bytes(damaged.read_bytes()[:-100])
+        third = generate_batch(**kwargs)
+        log = sim.simulator.state.request_log()[seen:]
+        assert sim.simulator.state.accepted_submits() == 3  # never paid again
+    assert log and all(first.clips[1].task_id in str(entry) for entry in log
+                       if "status" in str(entry.get("kind", "")))
+    assert (third.clips[0], third.clips[2]) == (first.clips[0], first.clips[2])
+    assert third.clips[1].task_id == first.clips[1].task_id  # the same paid task, fetched again
+    assert damaged.stat().st_size == third.clips[1].size

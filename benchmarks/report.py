@@ -35,15 +35,15 @@ def _load_paragraph(data: dict[str, Any]) -> str:
     if busiest > 2.0:  # more runnable processes than cores
         return ("The machine was shared while some benchmarks ran (a 1-minute load average "
                 f"up to {busiest:.1f} on 2 cores; each section gives its load before and "
-                "after). Times that depend on Prefect orchestration (B1, B7, B8, B9) suffer "
-                "most from that.")
+                "after). Times that depend on Prefect orchestration (B1, B7, B8, B9, B11, "
+                "B12) suffer most from that.")
     return (f"The machine was otherwise quiet (1-minute load average at most {busiest:.1f} "
             "on 2 cores before and after each benchmark; each section gives its own).")
 
 
 def render_markdown(data: dict[str, Any]) -> str:
     m = data["machine"]
-    out = ["# Benchmark results (issue 8)", ""]
+    out = ["# Benchmark results (issues 8 and 16)", ""]
     if data.get("quick"):
         out += ["> **Quick mode**: tiny inputs and one repetition, to check the runner works. "
                 "These numbers mean nothing; run `make bench` for real figures.", ""]

@@ -1,4 +1,4 @@
-"""Run the benchmarks of issue 8 and write ``results.json`` and ``results.md``.
+"""Run the benchmarks of issues 8 and 16 and write ``results.json`` and ``results.md``.
 
     python -m benchmarks.run                 # everything, full sizes (make bench)
     python -m benchmarks.run --only B1,B3    # a subset (merged into existing results)
@@ -48,6 +48,8 @@ BENCHMARKS: dict[str, tuple[str, str, bool, tuple[str, ...]]] = {
     "B9": ("benchmarks.story_bench", "b9_storyboard", True,
            ("flows/continuity.py", "flows/storyboard.py")),
     "B10": ("benchmarks.media_bench", "b10_render", False, ()),
+    "B11": ("benchmarks.scale_bench", "b11_thousand", True, ()),
+    "B12": ("benchmarks.scale_bench", "b12_two_workers", False, ()),  # its own server
     "B13": ("benchmarks.film_bench", "b13_film", True, ("flows/film.py", "hailuo/mix.py")),
 }
 
@@ -70,6 +72,12 @@ WHAT = {
     "B9": ("storyboard of 6 clips vs chained continuity of 6 clips", "each other",
            "storyboard <= 1/3 of chained"),
     "B10": ("simulator render of a 6 s 768p clip", "-", "record it"),
+    "B11": ("one batch of 1000 clips (cheap render mode), simulator limit 240 submits/min",
+            "the provider-side bound: submits at the provider's full rate plus one render",
+            "orchestrating process peak memory <= 1 GB, <= 0.1 CPU-s per clip, wall <= 1.5x "
+            "the bound"),
+    "B12": ("60 clips of 30 s renders spread over workers holding 10 clips each",
+            "the same batch on one worker", "two workers <= 0.55x one worker's time"),
     "B13": ("what the audio stages add to a six-segment film",
             "the same film without audio (storyboard flow, keyframes as files)",
             "record it"),

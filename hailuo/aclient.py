@@ -34,7 +34,7 @@ import hashlib
 import inspect
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -42,17 +42,9 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import SecretStr
 
 from hailuo import decisions, errors, media, netguard, v2client
-from hailuo.capabilities import Provider
 from hailuo.client import (
-    CALL_DEADLINE,
-    DEFAULT_TIMEOUT,
-    DOWNLOAD_DEADLINE,
-    DOWNLOAD_TIMEOUT,
-    MAX_DOWNLOAD_BYTES,
-    MAX_STATUS_BYTES,
     ClientCore,
     HailuoClient,
     _BearerAuth,
@@ -60,7 +52,6 @@ from hailuo.client import (
     _tls_context,
     download_body,
 )
-from hailuo.decisions import PollPolicy
 from hailuo.files import atomic_output, ensure_inside
 from hailuo.ids import check_id
 from hailuo.models import DownloadedVideo, Job, VideoRequest, utcnow
@@ -124,50 +115,26 @@ class AsyncHailuoClient(ClientCore):
 
     def __init__(
         self,
-        provider: Provider | str = Provider.APIMART,
-        api_key: str | SecretStr | None = None,
-        base_url: str | None = None,
-        *,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        download_timeout: httpx.Timeout | float = DOWNLOAD_TIMEOUT,
-        max_retries: int = 4,
-        backoff: float = 0.5,
-        max_backoff: float = 20.0,
-        max_rate_limit_waits: int = 8,
-        poll: PollPolicy | None = None,
+        *account: Any,
         transport: httpx.AsyncBaseTransport | None = None,
         download_transport: httpx.AsyncBaseTransport | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        upload_cache_dir: str | os.PathLike[str] | bool | None = None,
-        call_deadline: float = CALL_DEADLINE,
-        download_deadline: float = DOWNLOAD_DEADLINE,
-        max_status_bytes: int = MAX_STATUS_BYTES,
-        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
-        allow_private_downloads: bool | None = None,
-        download_allowed_hosts: Collection[str] = (),
         limits: httpx.Limits | None = None,
         sync_transport: httpx.BaseTransport | None = None,
         sync_download_transport: httpx.BaseTransport | None = None,
+        **settings: Any,
     ) -> None:
-        super().__init__(
-            provider, api_key, base_url, max_retries=max_retries, backoff=backoff,
-            max_backoff=max_backoff, max_rate_limit_waits=max_rate_limit_waits, poll=poll,
-            call_deadline=call_deadline, download_deadline=download_deadline,
-            max_status_bytes=max_status_bytes, max_download_bytes=max_download_bytes,
-            allow_private_downloads=allow_private_downloads,
-            download_allowed_hosts=download_allowed_hosts)
+        """``account`` and ``settings``: the arguments of ``ClientCore``, as ``HailuoClient``
+        takes them (``upload_cache_dir`` is used by the sync client that runs ``submit``)."""
+        super().__init__(*account, **settings)
         self._sleep = sleep
-        # What the sync client that runs ``submit`` is built from (see ``_submitter``).
-        self._sync_settings: dict[str, Any] = dict(
-            timeout=timeout, download_timeout=download_timeout, max_retries=max_retries,
-            backoff=backoff, max_backoff=max_backoff,
-            max_rate_limit_waits=max_rate_limit_waits, poll=self.poll,
-            transport=sync_transport, download_transport=sync_download_transport,
-            upload_cache_dir=upload_cache_dir, call_deadline=call_deadline,
-            download_deadline=download_deadline, max_status_bytes=max_status_bytes,
-            max_download_bytes=max_download_bytes,
-            allow_private_downloads=self._download_policy.allow_private,
-            download_allowed_hosts=tuple(download_allowed_hosts))
+        # What the sync client that runs ``submit`` is built from (see ``_submitter``):
+        # the same settings, resolved as this client resolved them.
+        self._sync_settings: dict[str, Any] = {
+            **settings, "poll": self.poll,
+            "allow_private_downloads": self._download_policy.allow_private,
+            "download_allowed_hosts": tuple(settings.get("download_allowed_hosts", ())),
+            "transport": sync_transport, "download_transport": sync_download_transport}
         self._sync: HailuoClient | None = None
         # Names are resolved for the policy only when we make the connections ourselves.
         self._resolve_downloads = download_transport is None
@@ -178,11 +145,11 @@ class AsyncHailuoClient(ClientCore):
         if download_transport is None:
             download_transport = netguard.guarded_async_transport(
                 tls, limits, policy=self._download_policy)
-        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout, verify=tls,
-                                       auth=_BearerAuth(self._key), transport=transport)
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=self._timeout,
+                                       verify=tls, auth=_BearerAuth(self._key), transport=transport)
         # Download hosts are CDNs: they get no Authorization header. Redirects are
         # followed by hand (``_stream``), each hop checked against the address policy.
-        self._dl = httpx.AsyncClient(timeout=download_timeout, follow_redirects=False,
+        self._dl = httpx.AsyncClient(timeout=self._download_timeout, follow_redirects=False,
                                      verify=tls, transport=download_transport)
 
     def __repr__(self) -> str:
@@ -212,8 +179,8 @@ class AsyncHailuoClient(ClientCore):
         """The sync client that runs submits: same provider, key, base URL and settings,
         built on first use (in the event loop's thread, so only once)."""
         if self._sync is None:
-            self._sync = HailuoClient(self.provider, self._key, self.base_url,
-                                      **self._sync_settings)
+            self._sync = HailuoClient(**{**self._sync_settings, "provider": self.provider,
+                                         "api_key": self._key, "base_url": self.base_url})
         return self._sync
 
     async def submit(self, request: VideoRequest, *, idempotency_key: str | None = None,
@@ -305,11 +272,7 @@ class AsyncHailuoClient(ClientCore):
             try:
                 return self._file_answer(job, response), response
             except (errors.ProviderUnavailableError, errors.RateLimitedError) as exc:
-                delay = decisions.retry_lookup(exc, attempt, self.max_retries,
-                                               self._backoff())
-                log.info("file lookup for task %s answered %s (code %s); retrying",
-                         job.task_id, type(exc).__name__, exc.code)
-                await self._sleep(delay)
+                await self._sleep(self._lookup_delay(job, exc, attempt))
                 attempt += 1
 
     async def _v2_status(self, task_id: str) -> Job:
@@ -346,9 +309,7 @@ class AsyncHailuoClient(ClientCore):
                 try:
                     latest = await self.status(loop.task_id)
                 except errors.HailuoError as exc:
-                    loop.failed(exc)
-                    log.info("status poll failed (%s); %d in a row", type(exc).__name__,
-                             loop.failures)
+                    self._poll_failed(loop, exc)
                 else:
                     current = loop.seen(latest)
                     if on_update is not None:
@@ -411,17 +372,11 @@ class AsyncHailuoClient(ClientCore):
                         info = await asyncio.to_thread(media.probe, tmp)
                 except (errors.LinkExpiredError, errors.DownloadError,
                         errors.InvalidVideoError) as exc:
-                    exc.task_id = exc.task_id or current.task_id
-                    last_error = exc
-                    log.warning("download of task %s failed: %s", current.task_id,
-                                type(exc).__name__)
+                    last_error = self._attempt_failed(exc, current.task_id)
                     if _expired():
                         raise self._download_deadline_error(current.task_id, 0) from None
                     continue
-                return DownloadedVideo(
-                    task_id=current.task_id, path=dest, sha256=sha, size=size,
-                    width=info.width, height=info.height, duration=info.duration,
-                    fps=info.fps, frames=info.frames, codec=info.codec)
+                return self._downloaded(current.task_id, dest, sha, size, info)
             if refresh < max_refreshes:
                 await self._sleep(decisions.bounded_pause(self._delay(refresh), _remaining()))
                 if _expired():

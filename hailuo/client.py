@@ -53,7 +53,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -67,8 +67,9 @@ from hailuo.fingerprint import IMAGE_FIELDS, request_fingerprint
 from hailuo.ids import check_id
 from hailuo.images import CheckedImage, check_image
 from hailuo.models import DownloadedVideo, Job, VideoRequest, utcnow
-from hailuo.providers import DEFAULT_BASE_URLS, SIMULATOR_HEADER, Dialect, dialect_for
+from hailuo.providers import DEFAULT_BASE_URLS, Dialect, dialect_for
 from hailuo.providers.minimax import REGION_CODES, region_hint
+from hailuo.v2client import _retry_after, _simulated  # shared with the v2 calls
 
 log = logging.getLogger("hailuo.client")
 log.addFilter(redact.LogScrubber())
@@ -115,14 +116,6 @@ class _BearerAuth(httpx.Auth):
     def auth_flow(self, request: httpx.Request):
         request.headers["Authorization"] = f"Bearer {self._key.get_secret_value()}"
         yield request
-
-
-def _simulated(response: httpx.Response) -> bool:
-    return response.headers.get(SIMULATOR_HEADER) == "1"
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    return decisions.parse_retry_after(response.headers.get("Retry-After"), utcnow())
 
 
 def _is_local_host(base_url: str) -> bool:
@@ -243,6 +236,51 @@ def _tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+def checked_key(api_key: str | SecretStr | None) -> SecretStr:
+    """The API key as a ``SecretStr``; a missing or blank one is ``AuthenticationError``
+    before anything is sent (every client checks its key with this)."""
+    if api_key is None:
+        raise errors.AuthenticationError(
+            "no API key given: store it in a Prefect Secret block or pass api_key")
+    key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
+    if not key.get_secret_value().strip():
+        raise errors.AuthenticationError("the API key is empty")
+    return key
+
+
+def private_downloads(allow: bool | None, base_url: str) -> bool:
+    """Whether downloads may reach non-public addresses: as asked, else only when the base
+    URL's host is loopback (a local simulator)."""
+    if allow is None:
+        return netguard.is_loopback_host(urlsplit(base_url).hostname)
+    return allow
+
+
+def open_sync_http(base_url: str, key: SecretStr, policy: netguard.AddressPolicy, *,
+                   timeout: httpx.Timeout | float, download_timeout: httpx.Timeout | float,
+                   transport: httpx.BaseTransport | None,
+                   download_transport: httpx.BaseTransport | None,
+                   call_seconds: float, download_seconds: float
+                   ) -> tuple[httpx.Client, httpx.Client]:
+    """The API client (key added per request) and the download client of a sync client.
+
+    Download hosts are CDNs: they get no Authorization header. Redirects are followed by
+    hand (``_stream``), each hop checked against ``policy``. Without a given transport,
+    the guarded ones of ``netguard`` are used (bounded by ``call_seconds`` /
+    ``download_seconds``; downloads checked against ``policy`` at connect time)."""
+    tls = _tls_context()
+    if transport is None:
+        transport = netguard.guarded_transport(tls, default_seconds=call_seconds)
+    if download_transport is None:
+        download_transport = netguard.guarded_transport(
+            tls, policy=policy, default_seconds=download_seconds)
+    http = httpx.Client(base_url=base_url, timeout=timeout, verify=tls,
+                        auth=_BearerAuth(key), transport=transport)
+    dl = httpx.Client(timeout=download_timeout, follow_redirects=False, verify=tls,
+                      transport=download_transport)
+    return http, dl
+
+
 class _Ambiguity:
     """What one submit does when its outcome is unknown: resend the same key and body when
     the provider has said this model honours the key, otherwise stop with an
@@ -289,7 +327,50 @@ class _Ambiguity:
         self.client._sleep(self.client._delay(attempt))
 
 
-class ClientCore:
+class ProviderAccount:
+    """One provider, one key, one base URL, and how calls to it are retried and backed
+    off: what every client holds (``ClientCore`` for video, ``MediaHTTP`` for media)."""
+
+    def __init__(self, provider: Provider | str, api_key: str | SecretStr | None,
+                 base_url: str | None, *, max_retries: int, backoff: float,
+                 max_backoff: float, max_rate_limit_waits: int) -> None:
+        self.provider = Provider(provider)
+        self._key = checked_key(api_key)
+        # Scrubs this key (and its encoded / partial echoes) from quoted provider text;
+        # remembered process-wide so errors and log lines built elsewhere are scrubbed too.
+        self._scrub = redact.remember(self._key.get_secret_value())
+        self.base_url = (base_url or DEFAULT_BASE_URLS[self.provider]).rstrip("/")
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.max_rate_limit_waits = max_rate_limit_waits
+
+    def _backoff(self) -> decisions.Backoff:
+        return decisions.Backoff(self.backoff, self.max_backoff)
+
+    def _delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """The back-off before retry ``attempt``: jittered, never below ``Retry-After``."""
+        return self._backoff().delay(attempt, retry_after)
+
+
+class SyncHTTP:
+    """The closing of a sync client's two connections (``open_sync_http``)."""
+
+    _http: httpx.Client
+    _dl: httpx.Client
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+        self._dl.close()
+
+
+class ClientCore(ProviderAccount):
     """The I/O-free half of a Hailuo client: settings, key scrubbing, answer parsing.
 
     ``HailuoClient`` and ``AsyncHailuoClient`` inherit it so that both check keys, scrub
@@ -300,47 +381,53 @@ class ClientCore:
 
     def __init__(
         self,
-        provider: Provider | str,
-        api_key: str | SecretStr | None,
-        base_url: str | None,
+        provider: Provider | str = Provider.APIMART,
+        api_key: str | SecretStr | None = None,
+        base_url: str | None = None,
         *,
-        max_retries: int,
-        backoff: float,
-        max_backoff: float,
-        max_rate_limit_waits: int,
-        poll: PollPolicy | None,
-        call_deadline: float,
-        download_deadline: float,
-        max_status_bytes: int,
-        max_download_bytes: int,
-        allow_private_downloads: bool | None,
-        download_allowed_hosts: Collection[str],
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        download_timeout: httpx.Timeout | float = DOWNLOAD_TIMEOUT,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 20.0,
+        max_rate_limit_waits: int = 8,
+        poll: PollPolicy | None = None,
+        upload_cache_dir: str | os.PathLike[str] | bool | None = None,
+        call_deadline: float = CALL_DEADLINE,
+        download_deadline: float = DOWNLOAD_DEADLINE,
+        max_status_bytes: int = MAX_STATUS_BYTES,
+        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
+        allow_private_downloads: bool | None = None,
+        download_allowed_hosts: Collection[str] = (),
     ) -> None:
-        self.provider = Provider(provider)
+        """The settings both clients share (each adds only its transports and sleep).
+
+        ``upload_cache_dir``: where uploads are remembered across processes (APIMart).
+        None: ``default_cache_dir()`` unless the base URL is a local address (the
+        simulator); False: memory only; a path: that directory.
+
+        Hostile answers: ``call_deadline`` bounds each API call in total (a status GET, a
+        file lookup, a submit), ``download_deadline`` each ``download``; answers over
+        ``max_status_bytes`` and videos over ``max_download_bytes`` (decoded) are
+        refused. Downloads never connect to loopback / private / link-local / reserved
+        addresses unless ``allow_private_downloads`` (default: only when the base URL's
+        host is loopback, i.e. a local simulator) or the host is in
+        ``download_allowed_hosts``."""
+        super().__init__(provider, api_key, base_url, max_retries=max_retries,
+                         backoff=backoff, max_backoff=max_backoff,
+                         max_rate_limit_waits=max_rate_limit_waits)
         self.dialect: Dialect = dialect_for(self.provider)
-        if api_key is None:
-            raise errors.AuthenticationError(
-                "no API key given: store it in a Prefect Secret block or pass api_key")
-        self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        if not self._key.get_secret_value().strip():
-            raise errors.AuthenticationError("the API key is empty")
-        # Scrubs this key (and its encoded / partial echoes) from quoted provider text;
-        # remembered process-wide so errors and log lines built elsewhere are scrubbed too.
-        self._scrub = redact.remember(self._key.get_secret_value())
-        self.base_url = (base_url or DEFAULT_BASE_URLS[self.provider]).rstrip("/")
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_rate_limit_waits = max_rate_limit_waits
+        self._timeout = timeout
+        self._download_timeout = download_timeout
+        self._upload_cache_dir = upload_cache_dir
         self.poll = poll or PollPolicy()
         self.call_deadline = call_deadline
         self.download_deadline = download_deadline
         self.max_status_bytes = max_status_bytes
         self.max_download_bytes = max_download_bytes
-        if allow_private_downloads is None:
-            allow_private_downloads = netguard.is_loopback_host(urlsplit(self.base_url).hostname)
         self._download_policy = netguard.AddressPolicy(
-            allow_private=allow_private_downloads, allowed_hosts=download_allowed_hosts)
+            allow_private=private_downloads(allow_private_downloads, self.base_url),
+            allowed_hosts=download_allowed_hosts)
 
     @property
     def account_hash(self) -> str:
@@ -399,12 +486,6 @@ class ClientCore:
                 exc.message = f"{exc.message}. {region_hint(urlsplit(self.base_url).hostname)}"
                 exc.args = (exc.message,)
             raise
-
-    def _backoff(self) -> decisions.Backoff:
-        return decisions.Backoff(self.backoff, self.max_backoff)
-
-    def _delay(self, attempt: int, retry_after: float | None = None) -> float:
-        return self._backoff().delay(attempt, retry_after)
 
     def _get_retries(self, path: str) -> decisions.GetRetries:
         return decisions.GetRetries(provider=str(self.provider), path=path,
@@ -474,55 +555,58 @@ class ClientCore:
     def _download_deadline_error(self, task_id: str, size: int) -> errors.DownloadDeadlineError:
         return decisions.download_deadline_error(task_id, size, self.download_deadline)
 
+    # What both clients' I/O loops (``_file_lookup``, ``wait``, ``_download``) do between
+    # their sync or async calls: the decisions of ``hailuo.decisions`` and the log lines.
+    def _lookup_delay(self, job: Job, exc: errors.HailuoError, attempt: int) -> float:
+        """The pause before asking a file lookup again (``decisions.retry_lookup``), or
+        ``exc`` raised when it is not transient or the retries are spent."""
+        delay = decisions.retry_lookup(exc, attempt, self.max_retries, self._backoff())
+        log.info("file lookup for task %s answered %s (code %s); retrying",
+                 job.task_id, type(exc).__name__, exc.code)
+        return delay
 
-class HailuoClient(ClientCore):
+    @staticmethod
+    def _poll_failed(loop: decisions.WaitLoop, exc: errors.HailuoError) -> None:
+        """A failed status poll counted by the wait loop (which raises past its budget)."""
+        loop.failed(exc)
+        log.info("status poll failed (%s); %d in a row", type(exc).__name__, loop.failures)
+
+    @staticmethod
+    def _attempt_failed(exc: errors.HailuoError, task_id: str) -> errors.HailuoError:
+        """A failed download attempt, kept (with its task id) as the error to raise if no
+        other link or refresh works."""
+        exc.task_id = exc.task_id or task_id
+        log.warning("download of task %s failed: %s", task_id, type(exc).__name__)
+        return exc
+
+    @staticmethod
+    def _downloaded(task_id: str, dest: Path, sha: str, size: int,
+                    info: media.VideoInfo) -> DownloadedVideo:
+        return DownloadedVideo(
+            task_id=task_id, path=dest, sha256=sha, size=size, width=info.width,
+            height=info.height, duration=info.duration, fps=info.fps, frames=info.frames,
+            codec=info.codec)
+
+
+class HailuoClient(ClientCore, SyncHTTP):
     """A client for one provider (``"apimart"`` or ``"minimax"``) and one key."""
 
     def __init__(
         self,
-        provider: Provider | str = Provider.APIMART,
-        api_key: str | SecretStr | None = None,
-        base_url: str | None = None,
-        *,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        download_timeout: httpx.Timeout | float = DOWNLOAD_TIMEOUT,
-        max_retries: int = 4,
-        backoff: float = 0.5,
-        max_backoff: float = 20.0,
-        max_rate_limit_waits: int = 8,
-        poll: PollPolicy | None = None,
+        *account: Any,
         transport: httpx.BaseTransport | None = None,
         download_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
-        upload_cache_dir: str | os.PathLike[str] | bool | None = None,
-        call_deadline: float = CALL_DEADLINE,
-        download_deadline: float = DOWNLOAD_DEADLINE,
-        max_status_bytes: int = MAX_STATUS_BYTES,
-        max_download_bytes: int = MAX_DOWNLOAD_BYTES,
-        allow_private_downloads: bool | None = None,
-        download_allowed_hosts: Collection[str] = (),
+        **settings: Any,
     ) -> None:
-        """``upload_cache_dir``: where uploads are remembered across processes (APIMart).
-        None: ``default_cache_dir()`` unless the base URL is a local address (the
-        simulator); False: memory only; a path: that directory.
-
-        Hostile answers: ``call_deadline`` bounds each API call in total (a status GET, a
-        file lookup, a submit), ``download_deadline`` each ``download``; answers over
-        ``max_status_bytes`` and videos over ``max_download_bytes`` (decoded) are
-        refused. Downloads never connect to loopback / private / link-local / reserved
-        addresses unless ``allow_private_downloads`` (default: only when the base URL's
-        host is loopback, i.e. a local simulator) or the host is in
-        ``download_allowed_hosts``."""
-        super().__init__(
-            provider, api_key, base_url, max_retries=max_retries, backoff=backoff,
-            max_backoff=max_backoff, max_rate_limit_waits=max_rate_limit_waits, poll=poll,
-            call_deadline=call_deadline, download_deadline=download_deadline,
-            max_status_bytes=max_status_bytes, max_download_bytes=max_download_bytes,
-            allow_private_downloads=allow_private_downloads,
-            download_allowed_hosts=download_allowed_hosts)
+        """``account`` and ``settings``: the arguments of ``ClientCore`` (provider, api_key,
+        base_url; timeouts, retries, polling, upload cache, deadlines and caps, download
+        address policy), with its defaults."""
+        super().__init__(*account, **settings)
         self._sleep = sleep
         self._clock = clock
+        upload_cache_dir = self._upload_cache_dir
         if upload_cache_dir is None:
             directory = None if _is_local_host(self.base_url) else default_cache_dir()
         elif upload_cache_dir is False or upload_cache_dir is True:
@@ -533,31 +617,14 @@ class HailuoClient(ClientCore):
         self._schema: dict[str, tuple[bool, float]] = {}
         # Names are resolved for the policy only when we make the connections ourselves.
         self._resolve_downloads = download_transport is None
-        tls = _tls_context()
-        if transport is None:
-            transport = netguard.guarded_transport(tls, default_seconds=call_deadline)
-        if download_transport is None:
-            download_transport = netguard.guarded_transport(
-                tls, policy=self._download_policy, default_seconds=download_deadline)
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, verify=tls,
-                                  auth=_BearerAuth(self._key), transport=transport)
-        # Download hosts are CDNs: they get no Authorization header. Redirects are
-        # followed by hand (``_stream``), each hop checked against the address policy.
-        self._dl = httpx.Client(timeout=download_timeout, follow_redirects=False,
-                                verify=tls, transport=download_transport)
+        self._http, self._dl = open_sync_http(
+            self.base_url, self._key, self._download_policy, timeout=self._timeout,
+            download_timeout=self._download_timeout, transport=transport,
+            download_transport=download_transport, call_seconds=self.call_deadline,
+            download_seconds=self.download_deadline)
 
     def __repr__(self) -> str:
         return f"HailuoClient(provider={self.provider.value!r}, base_url={self.base_url!r})"
-
-    def __enter__(self) -> HailuoClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
-        self._dl.close()
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response:
         """An idempotent GET with retries on transient failures (``decisions.GetRetries``).
@@ -636,10 +703,7 @@ class HailuoClient(ClientCore):
             try:
                 response = self._http.post(self.dialect.submit_path, json=body, headers=headers)
             except _NEVER_SENT as exc:
-                if attempt >= self.max_retries:
-                    raise errors.ProviderUnavailableError(
-                        f"could not connect to {self.provider}: {type(exc).__name__}") from None
-                self._sleep(self._delay(attempt))
+                self._resend_unsent(exc, attempt, str(self.provider))
                 attempt += 1
                 continue
             except (httpx.TransportError, httpx.DecodingError) as exc:  # DecodingError: C.3
@@ -687,11 +751,7 @@ class HailuoClient(ClientCore):
                     job = self.dialect.parse_submit(response.status_code, answer, retry_after)
                     check_id(job.task_id, what="task id")  # C.1: never an unsafe id
             except errors.RateLimitedError as exc:
-                if rate_waits >= self.max_rate_limit_waits:
-                    raise
-                wait = exc.retry_after if exc.retry_after is not None else self._delay(rate_waits)
-                log.info("submit rate limited; waiting %.1fs", wait)
-                self._sleep(wait)
+                self._wait_out_rate_limit(exc, rate_waits, "submit")
                 rate_waits += 1
                 continue
             except errors.ProviderUnavailableError as exc:
@@ -726,6 +786,27 @@ class HailuoClient(ClientCore):
                 "idempotency_key": key if headers else None,
                 "simulated": _simulated(response),
             })
+
+    def _resend_unsent(self, exc: BaseException, attempt: int, where: str) -> None:
+        """A submit that never left (no connection made, nothing can have been created):
+        pause before sending it again, or ``ProviderUnavailableError`` once the retries
+        are spent."""
+        if attempt >= self.max_retries:
+            raise errors.ProviderUnavailableError(
+                f"could not connect to {where}: {type(exc).__name__}") from None
+        self._sleep(self._delay(attempt))
+
+    def _wait_out_rate_limit(self, exc: errors.RateLimitedError, waits: int,
+                             what: str | None = None) -> None:
+        """Sleep out a rate limit (its ``Retry-After``, else the back-off of ``waits``), or
+        raise it once ``max_rate_limit_waits`` waits were spent (nothing was made, so the
+        caller sends the same body again). ``what``: the call named in the log line."""
+        if waits >= self.max_rate_limit_waits:
+            raise exc
+        wait = exc.retry_after if exc.retry_after is not None else self._delay(waits)
+        if what is not None:
+            log.info("%s rate limited; waiting %.1fs", what, wait)
+        self._sleep(wait)
 
     def honours_idempotency_key(self, model: str) -> tuple[bool, str]:
         """(does the provider de-duplicate this model's submits by Idempotency-Key, why).
@@ -843,10 +924,7 @@ class HailuoClient(ClientCore):
                             response.status_code, self._json(response), retry_after,
                             image.field)
                 except errors.RateLimitedError as exc:
-                    if rate_waits >= self.max_rate_limit_waits:
-                        raise
-                    self._sleep(exc.retry_after if exc.retry_after is not None
-                                else self._delay(rate_waits))
+                    self._wait_out_rate_limit(exc, rate_waits)
                     rate_waits += 1
                     continue
                 except errors.ProviderUnavailableError:
@@ -892,11 +970,7 @@ class HailuoClient(ClientCore):
             try:
                 return self._file_answer(job, response), response
             except (errors.ProviderUnavailableError, errors.RateLimitedError) as exc:
-                delay = decisions.retry_lookup(exc, attempt, self.max_retries,
-                                               self._backoff())
-                log.info("file lookup for task %s answered %s (code %s); retrying",
-                         job.task_id, type(exc).__name__, exc.code)
-                self._sleep(delay)
+                self._sleep(self._lookup_delay(job, exc, attempt))
                 attempt += 1
 
     def parse_callback(self, body: Any, task_id: str | None = None) -> Job:
@@ -941,9 +1015,7 @@ class HailuoClient(ClientCore):
             try:
                 latest = self.status(loop.task_id)
             except errors.HailuoError as exc:
-                loop.failed(exc)
-                log.info("status poll failed (%s); %d in a row", type(exc).__name__,
-                         loop.failures)
+                self._poll_failed(loop, exc)
             else:
                 current = loop.seen(latest)
                 if on_update:
@@ -1002,17 +1074,11 @@ class HailuoClient(ClientCore):
                         info = media.probe(tmp)
                 except (errors.LinkExpiredError, errors.DownloadError,
                         errors.InvalidVideoError) as exc:
-                    exc.task_id = exc.task_id or current.task_id
-                    last_error = exc
-                    log.warning("download of task %s failed: %s", current.task_id,
-                                type(exc).__name__)
+                    last_error = self._attempt_failed(exc, current.task_id)
                     if netguard.expired():
                         raise self._download_deadline_error(current.task_id, 0) from None
                     continue
-                return DownloadedVideo(
-                    task_id=current.task_id, path=dest, sha256=sha, size=size,
-                    width=info.width, height=info.height, duration=info.duration,
-                    fps=info.fps, frames=info.frames, codec=info.codec)
+                return self._downloaded(current.task_id, dest, sha, size, info)
             if refresh < max_refreshes:
                 self._sleep(decisions.bounded_pause(self._delay(refresh), netguard.remaining()))
                 if netguard.expired():

@@ -398,15 +398,12 @@ class ImageClient(MediaHTTP):
                                         image_fields=("subject_reference",))
         note = f" (about ${checked.quote(self.provider).usd})"
         if self.provider is Provider.MINIMAX:
-            answer, response = self.paid_post(
+            return self.paid_answer(
                 MINIMAX_IMAGE_PATH, checked.body(self.provider), what="image generation",
                 fingerprint=fingerprint, cost_note=note,
-                parse_error=lambda s, b, r: minimax_error(s, b, r, what="image"))
-            try:
-                return parse_minimax_images(answer, checked, fingerprint,
-                                            simulated=self.simulated(response))
-            except errors.HailuoError as exc:
-                raise self._clean(exc) from None
+                parse_error=lambda s, b, r: minimax_error(s, b, r, what="image"),
+                parse=lambda answer, simulated: parse_minimax_images(
+                    answer, checked, fingerprint, simulated=simulated))
         key = f"hailuo-img-{fingerprint[:40]}-{take}"
         answer, response = self.paid_post(
             APIMART_IMAGE_PATH, checked.body(self.provider), what="image generation",

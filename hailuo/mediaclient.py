@@ -27,11 +27,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -39,9 +38,15 @@ from pydantic import BaseModel, SecretStr
 
 from hailuo import errors, netguard, redact
 from hailuo.capabilities import Provider
-from hailuo.client import _BearerAuth, _retry_after, _tls_context
+from hailuo.client import (
+    ProviderAccount,
+    SyncHTTP,
+    _retry_after,
+    open_sync_http,
+    private_downloads,
+)
 from hailuo.images import image_fingerprint
-from hailuo.providers import DEFAULT_BASE_URLS, SIMULATOR_HEADER
+from hailuo.providers import SIMULATOR_HEADER
 from hailuo.providers.base import as_int, error_for
 from hailuo.providers.minimax import REGION_CODES, region_hint
 
@@ -56,6 +61,7 @@ MAX_REDIRECTS = 5
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 #: Answers to a paid call that prove nothing was produced, so sending it again is safe.
 NOT_PRODUCED_HTTP = frozenset({408, 429, 503})
+_T = TypeVar("_T")
 
 
 class ModelUnavailableError(errors.ConfigurationError):
@@ -107,7 +113,7 @@ def minimax_error(status_code: int, body: Any, retry_after: float | None, *,
                      retry_after=retry_after)
 
 
-class MediaHTTP:
+class MediaHTTP(ProviderAccount, SyncHTTP):
     """One provider, one key, one base URL: the paid POST, polling GETs and result fetches.
 
     Subclasses (``SpeechClient``, ``MusicClient``, ``ImageClient``) build bodies and read
@@ -138,55 +144,27 @@ class MediaHTTP:
         download_transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.provider = Provider(provider)
-        if api_key is None:
-            raise errors.AuthenticationError(
-                "no API key given: store it in a Prefect Secret block or pass api_key")
-        self._key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
-        if not self._key.get_secret_value().strip():
-            raise errors.AuthenticationError("the API key is empty")
-        self._scrub = redact.remember(self._key.get_secret_value())
-        self.base_url = (base_url or DEFAULT_BASE_URLS[self.provider]).rstrip("/")
-        self.max_retries = max_retries
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.max_rate_limit_waits = max_rate_limit_waits
+        super().__init__(provider, api_key, base_url, max_retries=max_retries,
+                         backoff=backoff, max_backoff=max_backoff,
+                         max_rate_limit_waits=max_rate_limit_waits)
         self.max_answer_bytes = max_answer_bytes
         self.max_result_bytes = max_result_bytes
         if call_deadline is not None:
             self.call_deadline = call_deadline
-        read = timeout if timeout is not None else self.read_timeout
+        read = httpx.Timeout(timeout if timeout is not None else self.read_timeout,
+                             connect=10.0)
         self._sleep = sleep
-        if allow_private_downloads is None:
-            allow_private_downloads = netguard.is_loopback_host(urlsplit(self.base_url).hostname)
-        self._policy = netguard.AddressPolicy(allow_private=allow_private_downloads)
+        self._policy = netguard.AddressPolicy(
+            allow_private=private_downloads(allow_private_downloads, self.base_url))
         self._resolve_downloads = download_transport is None
-        tls = _tls_context()
-        if transport is None:
-            transport = netguard.guarded_transport(tls, default_seconds=self.call_deadline)
-        if download_transport is None:
-            download_transport = netguard.guarded_transport(
-                tls, policy=self._policy, default_seconds=self.call_deadline)
-        self._http = httpx.Client(base_url=self.base_url, verify=tls,
-                                  timeout=httpx.Timeout(read, connect=10.0),
-                                  auth=_BearerAuth(self._key), transport=transport)
-        self._dl = httpx.Client(timeout=httpx.Timeout(read, connect=10.0),
-                                follow_redirects=False, verify=tls,
-                                transport=download_transport)
+        self._http, self._dl = open_sync_http(
+            self.base_url, self._key, self._policy, timeout=read, download_timeout=read,
+            transport=transport, download_transport=download_transport,
+            call_seconds=self.call_deadline, download_seconds=self.call_deadline)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(provider={self.provider.value!r}, " \
                f"base_url={self.base_url!r})"
-
-    def __enter__(self):  # noqa: ANN204 - returns the subclass
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._http.close()
-        self._dl.close()
 
     # ------------------------------------------------------------------ helpers
     def scrub(self, text: Any) -> str:
@@ -204,10 +182,6 @@ class MediaHTTP:
             if isinstance(value, str):
                 exc.details[name] = self.scrub(value)
         return exc
-
-    def _delay(self, attempt: int, retry_after: float | None = None) -> float:
-        base = min(self.max_backoff, self.backoff * 2 ** attempt)
-        return max(base / 2 + random.random() * base / 2, retry_after or 0.0)
 
     @staticmethod
     def simulated(response: httpx.Response) -> bool:
@@ -315,6 +289,16 @@ class MediaHTTP:
                     raise ambiguous(f"{self.provider} answered the {what} with HTTP "
                                     f"{response.status_code}", response.status_code)
                 raise problem
+
+    def paid_answer(self, path: str, body: Mapping[str, Any],
+                    parse: Callable[[Any, bool], _T], **post: Any) -> _T:
+        """``paid_post`` (``post``: its keyword arguments), then ``parse(answer,
+        simulated)``; a typed error of the parser is scrubbed like the call's own."""
+        answer, response = self.paid_post(path, body, **post)
+        try:
+            return parse(answer, self.simulated(response))
+        except errors.HailuoError as exc:
+            raise self._clean(exc) from None
 
     # ------------------------------------------------------------------ polling
     def get_json(self, path: str, *, what: str, params: Mapping[str, str] | None = None

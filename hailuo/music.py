@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hailuo import audio, errors, pricing
+from hailuo import pricing
 from hailuo.capabilities import Provider
 from hailuo.errors import InvalidRequestError
-from hailuo.files import atomic_output
+from hailuo.mediacalls import audio_length, audio_parts, decoded_audio, optional_int, save
 from hailuo.mediaclient import MediaHTTP, ModelUnavailableError, media_fingerprint, minimax_error
 from hailuo.models import utcnow
 
@@ -199,26 +199,10 @@ class MusicResult(BaseModel):
 
 def parse_music_answer(body: Any, request: MusicRequest, fingerprint: str, *,
                        simulated: bool = False) -> MusicAnswer:
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, dict):
-        raise errors.ProviderAnswerError("MiniMax music answered success without data")
-    value = data.get("audio")
-    url = data.get("audio_url") if isinstance(data.get("audio_url"), str) else None
-    raw: bytes | None = None
-    if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
-        url = url or value.strip()
-    elif isinstance(value, str) and value:
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raise errors.ProviderAnswerError(
-                "MiniMax music answer: data.audio is neither hex nor a URL") from None
-    if raw is None and not url:
-        raise errors.ProviderAnswerError("MiniMax music answer carried no audio")
-    extra = body.get("extra_info") if isinstance(body.get("extra_info"), dict) else {}
-    return MusicAnswer(fingerprint=fingerprint, request=request, audio=raw, audio_url=url,
-                       extra_info=extra, trace_id=str(body.get("trace_id") or "") or None,
-                       simulated=simulated)
+    parts = audio_parts(body, "music")
+    return MusicAnswer(fingerprint=fingerprint, request=request, audio=parts.audio,
+                       audio_url=parts.audio_url, extra_info=parts.extra_info,
+                       trace_id=parts.trace_id, simulated=simulated)
 
 
 class MusicClient(MediaHTTP):
@@ -245,30 +229,21 @@ class MusicClient(MediaHTTP):
                 found.args = (found.message,)
             return found
 
-        answer, response = self.paid_post(
+        return self.paid_answer(
             MUSIC_PATH, checked.body(), what="music generation", fingerprint=fingerprint,
-            parse_error=problem, cost_note=f" (about ${checked.quote().usd})")
-        try:
-            return parse_music_answer(answer, checked, fingerprint,
-                                      simulated=self.simulated(response))
-        except errors.HailuoError as exc:
-            raise self._clean(exc) from None
+            parse_error=problem, cost_note=f" (about ${checked.quote().usd})",
+            parse=lambda answer, simulated: parse_music_answer(
+                answer, checked, fingerprint, simulated=simulated))
 
     def fetch(self, answer: MusicAnswer, path: str | os.PathLike[str]) -> MusicResult:
         request = answer.request
-        data = answer.audio if answer.audio is not None else self.fetch_url(
-            answer.audio_url or "", what="music audio")
-        channels = _int(answer.extra_info.get("music_channel")) or 2
-        info = audio.probe_audio(data, fmt=request.format, sample_rate=request.sample_rate,
-                                 channels=channels)
-        reported = _int(answer.extra_info.get("music_duration"))
-        length = reported if reported and reported > 0 else info.duration_ms
-        if reported and abs(reported - info.duration_ms) > max(500, 0.05 * reported):
-            log.warning("music_duration %d ms but %d ms decoded", reported, info.duration_ms)
+        channels = optional_int(answer.extra_info.get("music_channel")) or 2
+        data, info = decoded_audio(self, answer, what="music audio", fmt=request.format,
+                                   sample_rate=request.sample_rate, channels=channels)
+        length = audio_length(optional_int(answer.extra_info.get("music_duration")),
+                              info.duration_ms, slack_ms=500, label="music_duration", log=log)
         quote = request.quote()
-        dest = Path(path)
-        with atomic_output(dest) as tmp:
-            tmp.write_bytes(data)
+        dest = save(path, data)
         return MusicResult(
             fingerprint=answer.fingerprint, model=request.model, path=dest,
             format=request.format, codec=info.codec, sample_rate=info.sample_rate,
@@ -280,13 +255,6 @@ class MusicClient(MediaHTTP):
     def compose(self, request: MusicRequest, path: str | os.PathLike[str], *,
                 take: int = 1) -> MusicResult:
         return self.fetch(self.call(request, take=take), path)
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
 
 
 __all__ = ["DEFAULT_MUSIC_MODEL", "MUSIC_MODELS", "STRUCTURE_TAGS", "ModelUnavailableError",

@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from hailuo import audio, errors, netguard, pricing
+from hailuo import audio, netguard, pricing
 from hailuo.capabilities import Provider
 from hailuo.errors import InvalidRequestError
-from hailuo.files import atomic_output
+from hailuo.mediacalls import audio_length, audio_parts, decoded_audio, optional_int, save
 from hailuo.mediaclient import MediaHTTP, media_fingerprint, minimax_error
 from hailuo.models import utcnow
 
@@ -239,44 +239,20 @@ class SpeechResult(BaseModel):
         return self.audio_length_ms / 1000.0
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
-        return None
-
-
 def parse_speech_answer(body: Any, request: SpeechRequest, fingerprint: str, *,
                         simulated: bool = False) -> SpeechAnswer:
     """A successful ``/v1/t2a_v2`` answer (base_resp already checked) as a SpeechAnswer."""
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, dict):
-        raise errors.ProviderAnswerError(
-            "MiniMax speech answered success without data (data is null)")
-    value = data.get("audio")
-    url = data.get("audio_url") if isinstance(data.get("audio_url"), str) else None
-    raw: bytes | None = None
-    if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
-        url = url or value.strip()
-    elif isinstance(value, str) and value:
-        try:
-            raw = bytes.fromhex(value)
-        except ValueError:
-            raise errors.ProviderAnswerError(
-                "MiniMax speech answer: data.audio is neither hex nor a URL") from None
-    if raw is None and not url:
-        raise errors.ProviderAnswerError("MiniMax speech answer carried no audio "
-                                         "(neither data.audio nor data.audio_url)")
+    parts = audio_parts(body, "speech", no_data=" (data is null)",
+                        no_audio=" (neither data.audio nor data.audio_url)")
+    data = parts.data
     if data.get("status") not in (None, 2, "2"):
         log.warning("speech answer has data.status %r (2 means done)", data.get("status"))
     subtitle = data.get("subtitle_file")
-    extra = body.get("extra_info") if isinstance(body.get("extra_info"), dict) else {}
     return SpeechAnswer(
-        fingerprint=fingerprint, request=request, audio=raw, audio_url=url,
+        fingerprint=fingerprint, request=request, audio=parts.audio, audio_url=parts.audio_url,
         subtitle_url=subtitle if isinstance(subtitle, str) and subtitle else None,
         subtitle_inline=subtitle if isinstance(subtitle, list | dict) else None,
-        extra_info=extra, trace_id=str(body.get("trace_id") or "") or None,
-        simulated=simulated)
+        extra_info=parts.extra_info, trace_id=parts.trace_id, simulated=simulated)
 
 
 class SpeechClient(MediaHTTP):
@@ -294,43 +270,33 @@ class SpeechClient(MediaHTTP):
         checked = request.validated()
         fingerprint = media_fingerprint("speech", checked, self.provider, take)
         quote = checked.quote()
-        answer, response = self.paid_post(
+        return self.paid_answer(
             SPEECH_PATH, checked.body(), what="speech synthesis (t2a_v2)",
             fingerprint=fingerprint,
             parse_error=lambda s, b, r: minimax_error(s, b, r, what="speech"),
-            cost_note=f" (about ${quote.usd})")
-        try:
-            return parse_speech_answer(answer, checked, fingerprint,
-                                       simulated=self.simulated(response))
-        except errors.HailuoError as exc:
-            raise self._clean(exc) from None
+            cost_note=f" (about ${quote.usd})",
+            parse=lambda answer, simulated: parse_speech_answer(
+                answer, checked, fingerprint, simulated=simulated))
 
     def fetch(self, answer: SpeechAnswer, path: str | os.PathLike[str]) -> SpeechResult:
         """Make ``path`` from an answer: fetch, decode to the last sample, read subtitles,
         rename into place only when everything checked out."""
         request = answer.request
-        data = answer.audio if answer.audio is not None else self.fetch_url(
-            answer.audio_url or "", what="speech audio")
-        info = audio.probe_audio(data, fmt=request.format, sample_rate=request.sample_rate,
-                                 channels=request.channel)
+        data, info = decoded_audio(self, answer, what="speech audio", fmt=request.format,
+                                   sample_rate=request.sample_rate, channels=request.channel)
         extra = answer.extra_info
-        reported = _int(extra.get("audio_length"))
-        length = reported if reported and reported > 0 else info.duration_ms
-        if reported and abs(reported - info.duration_ms) > max(300, 0.05 * reported):
-            log.warning("speech audio_length %d ms but %d ms decoded", reported,
-                        info.duration_ms)
+        length = audio_length(optional_int(extra.get("audio_length")), info.duration_ms,
+                              slack_ms=300, label="speech audio_length", log=log)
         subtitles = self._subtitles(answer) if request.subtitles else []
         limit = max(length, info.duration_ms) / 1000.0 + 0.25
         late = [s for s in subtitles if s.end > limit]
         if late:
             log.warning("%d subtitle entries end after the audio (%.2fs > %.2fs)", len(late),
                         late[0].end, limit)
-        usage = _int(extra.get("usage_characters"))
+        usage = optional_int(extra.get("usage_characters"))
         quote = pricing.speech_quote(request.model, usage if usage is not None
                                      else request.characters)
-        dest = Path(path)
-        with atomic_output(dest) as tmp:
-            tmp.write_bytes(data)
+        dest = save(path, data)
         return SpeechResult(
             fingerprint=answer.fingerprint, model=request.model, voice_id=request.voice_id,
             text=request.text, path=dest, format=request.format, codec=info.codec,

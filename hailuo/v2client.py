@@ -134,7 +134,7 @@ def handles(client: HailuoClient, task_id: str, model: str | None = None) -> boo
     return client.provider is Provider.MINIMAX and (is_h3(model) or known(client, task_id))
 
 
-# -- small helpers (the client's own are private to its module) ------------------------
+# -- small helpers (``hailuo.client`` reads its answers with these too) ----------------------
 def _retry_after(response: httpx.Response) -> float | None:
     """``Retry-After`` in seconds, delta or HTTP date (``decisions.parse_retry_after``,
     as the client reads it)."""
@@ -142,6 +142,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _simulated(response: httpx.Response | None) -> bool:
+    """Whether the answer came from the simulator (None: no answer, so not simulated)."""
     return response is not None and response.headers.get(SIMULATOR_HEADER) == "1"
 
 
@@ -267,10 +268,7 @@ def _post_upload(client: HailuoClient, item: CheckedMedia) -> str:
                     return V2.parse_upload(response.status_code, client._json(response),
                                            _retry_after(response), item.label)
             except errors.RateLimitedError as exc:
-                if rate_waits >= client.max_rate_limit_waits:
-                    raise
-                client._sleep(exc.retry_after if exc.retry_after is not None
-                              else client._delay(rate_waits))
+                client._wait_out_rate_limit(exc, rate_waits)
                 rate_waits += 1
                 continue
             except (errors.ProviderUnavailableError, errors.UnreadableAnswerError):
@@ -364,10 +362,7 @@ def _send(client: HailuoClient, path: str, body: dict[str, Any], outcome: _Outco
             with netguard.deadline(client.call_deadline):
                 response = client._http.post(path, json=body, headers=V2.submit_headers())
         except _NEVER_SENT as exc:
-            if attempt >= client.max_retries:
-                raise errors.ProviderUnavailableError(
-                    f"could not connect to MiniMax: {type(exc).__name__}") from None
-            client._sleep(client._delay(attempt))
+            client._resend_unsent(exc, attempt, "MiniMax")
             attempt += 1
             continue
         except (httpx.TransportError, httpx.DecodingError) as exc:
@@ -382,11 +377,7 @@ def _send(client: HailuoClient, path: str, body: dict[str, Any], outcome: _Outco
             with client._scrubbed():
                 job = V2.parse_submit(status, answer, retry_after, model)
         except errors.RateLimitedError as exc:
-            if rate_waits >= client.max_rate_limit_waits:
-                raise
-            wait = exc.retry_after if exc.retry_after is not None else client._delay(rate_waits)
-            log.info("H3 submit rate limited; waiting %.1fs", wait)
-            client._sleep(wait)
+            client._wait_out_rate_limit(exc, rate_waits, "H3 submit")
             rate_waits += 1
             continue
         except errors.ProviderUnavailableError as exc:

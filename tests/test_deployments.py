@@ -13,32 +13,30 @@ Tests run in file order and build on each other (deploy, then run, then serve).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import httpx
 import pytest
 
 from hailuo.simulator import run_simulator
 from prefect_hailuo.deployments.limits import SUBMIT_LIMIT_NAME, submit_limit
 from prefect_hailuo.deployments.serve import deployment_specs
 from tests.conftest import s3_client
+from tests.prefect_servers import (
+    PREFECT,
+    Server,
+    _api,
+    _trigger,
+    _wait_final,
+    running_server,
+)
 
 pytestmark = [pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[1]
-PREFECT = Path(sys.executable).parent / "prefect"
 KEY = "hk-DEPLOY-TEST-0b9a8c7d6e5f"
 RPM = 10
 BUCKET = "hailuo-deploy"
@@ -106,94 +104,10 @@ def test_serve_builds_one_deployment_per_prefect_yaml_entry():
 
 
 # -- a real server ---------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a process started with its own session, children included."""
-    if proc.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-
-
-@dataclass
-class Server:
-    url: str
-    env: dict[str, str]
-    home: Path
-    procs: list[subprocess.Popen] = field(default_factory=list)
-    logs: dict[str, Path] = field(default_factory=dict)
-
-    def run(self, *args: str, timeout: float = 120, unset: tuple[str, ...] = (), **env: str
-            ) -> subprocess.CompletedProcess[str]:
-        full = {k: v for k, v in {**self.env, **env}.items() if k not in unset}
-        return subprocess.run(list(args), cwd=ROOT, env=full, text=True,
-                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-
-    def start(self, name: str, *args: str) -> subprocess.Popen:
-        log = self.home / f"{name}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(list(args), cwd=ROOT, env=self.env, stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    start_new_session=True)
-        self.procs.append(proc)
-        self.logs[name] = log
-        return proc
-
-    def stop(self, name: str) -> None:
-        for proc in self.procs:
-            if name in proc.args:
-                _stop(proc)
-
-    def log(self, name: str) -> str:
-        return self.logs[name].read_text(errors="replace")
-
-    @contextlib.contextmanager
-    def settings(self) -> Iterator[None]:
-        """Point this test process's Prefect client at the server."""
-        from prefect.settings import PREFECT_API_URL, temporary_settings
-
-        with temporary_settings(updates={PREFECT_API_URL: self.url}):
-            yield
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    home = tmp_path_factory.mktemp("prefect-server")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home / "home"),
-           "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": url,
-           "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_WORKER_PREFETCH_SECONDS": "5",
-           "PYTHONPATH": str(ROOT)}
-    env.pop("HAILUO_API_KEY", None)
-    srv = Server(url=url, env=env, home=home)
-    proc = srv.start("server", str(PREFECT), "server", "start", "--host", "127.0.0.1",
-                     "--port", str(port))
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, srv.log("server")[-3000:]
-            assert time.monotonic() < deadline, "prefect server did not answer /api/health"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.5)
+    with running_server(tmp_path_factory.mktemp("prefect-server")) as srv:
         yield srv
-    finally:
-        for started in reversed(srv.procs):
-            _stop(started)
 
 
 @pytest.fixture(scope="module")
@@ -228,41 +142,6 @@ def bucket_block(deployed, s3_endpoint) -> str:
     with deployed.settings():
         S3Bucket(bucket_name=BUCKET, credentials=creds).save("deploy-test", overwrite=True)
     return "deploy-test"
-
-
-def _api(method: str, url: str, **kwargs) -> httpx.Response:
-    """One REST call to the Prefect server, retried on 503 as Prefect's own client does.
-
-    The server answers 503 when SQLite is briefly locked (workers and runs writing at the
-    same time); that says "try again", not "failed".
-    """
-    for attempt in range(10):
-        response = httpx.request(method, url, timeout=30, **kwargs)
-        if response.status_code != 503:
-            return response
-        time.sleep(0.5 * (attempt + 1))
-    return response
-
-
-def _trigger(server: Server, name: str, parameters: dict) -> str:
-    from prefect.deployments import run_deployment
-
-    with server.settings():
-        run = run_deployment(name, parameters=parameters, timeout=0)
-    return str(run.id)
-
-
-def _wait_final(server: Server, run_ids: list[str], timeout: float = 300) -> dict[str, dict]:
-    """Poll the REST API until every run is final; returns the runs as JSON."""
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = {rid: _api("GET", f"{server.url}/flow_runs/{rid}").json() for rid in run_ids}
-        if all(r["state"]["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-               for r in runs.values()):
-            return runs
-        assert time.monotonic() < deadline, {
-            rid: r["state"]["type"] for rid, r in runs.items()}
-        time.sleep(1)
 
 
 def _worker_logs(server: Server) -> str:

@@ -46,10 +46,13 @@ from prefect_hailuo.flows.models import (
 )
 from prefect_hailuo.flows.params import (
     BatchName,
+    Clips,
+    Credentials,
     CredentialsBlock,
     MaxConcurrency,
     Options,
     Where,
+    pick_credentials,
     titled,
 )
 from prefect_hailuo.flows.preflight import prepare_clips
@@ -118,10 +121,11 @@ FirstNumber = Annotated[int, titled("Number of the first clip")]
 @flow(name="hailuo-generate-chunk", log_prints=True, persist_result=True,
       on_cancellation=[cancel_queued_tasks])
 def generate_chunk(
-    clips: list[ClipSpec],
+    clips: Clips,
     first_number: FirstNumber = 1,
     options: Options = GenerationOptions(),
     destination: Where = Destination(),
+    credentials: Credentials = None,
     credentials_block: CredentialsBlock = None,
     max_concurrency: MaxConcurrency = 8,
     batch_name: BatchName = None,
@@ -135,6 +139,7 @@ def generate_chunk(
         options: The batch's options.
         destination: The batch's destination (files land on this worker's output folder
             and, when set, in the shared bucket).
+        credentials: A HailuoCredentials block picked in the form (wins over the name).
         credentials_block: The batch's credentials block name ("simulator" for the
             embedded simulator).
         max_concurrency: Most of this chunk's clips in flight at once on this worker.
@@ -144,7 +149,8 @@ def generate_chunk(
     every clip's outcome.
     """
     group = blank_to_none(batch_name) or "batch"
-    connection, prepared = prepare_clips(clips, options, destination, credentials_block)
+    connection, prepared = prepare_clips(clips, options, destination,
+                                         pick_credentials(credentials, credentials_block))
     numbered = list(enumerate(prepared, start=first_number))
     return ChunkResult.of(run_clips_here(numbered, connection, options, destination, group,
                                          max_concurrency))

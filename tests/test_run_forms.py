@@ -11,8 +11,6 @@ text-to-video deployment has no default prompt that could hide the prompt elemen
 
 from __future__ import annotations
 
-import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 from hailuo.capabilities import Provider
 from hailuo.choices import DURATIONS, MODELS, RATIOS, RESOLUTIONS
 from prefect_hailuo.deployments.serve import deployment_specs
-from tests.test_deployments import PREFECT, Server, _free_port, _stop
+from tests.prefect_servers import PREFECT, Server, running_server
 
 pytestmark = [pytest.mark.slow]
 
@@ -36,31 +34,8 @@ FORM_MODELS = ("GenerationOptions", "Destination", "ClipSpec", "PromptElements")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[Server]:
-    import os
-
-    home = tmp_path_factory.mktemp("forms-server")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(home / "home"),
-           "PREFECT_LOCAL_STORAGE_PATH": str(home / "storage"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": url,
-           "PYTHONPATH": str(ROOT)}
-    srv = Server(url=url, env=env, home=home)
-    proc = srv.start("server", str(PREFECT), "server", "start", "--host", "127.0.0.1",
-                     "--port", str(port))
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert proc.poll() is None, srv.log("server")[-3000:]
-            assert time.monotonic() < deadline, "prefect server did not answer /api/health"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            time.sleep(0.5)
+    with running_server(tmp_path_factory.mktemp("forms-server")) as srv:
         yield srv
-    finally:
-        for started in reversed(srv.procs):
-            _stop(started)
 
 
 @pytest.fixture(scope="module")

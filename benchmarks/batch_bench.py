@@ -223,9 +223,9 @@ def b7_verdict_notes(f: dict[str, Any]) -> list[str]:
             f"{f.get('render_seconds', 5.0):g} s render with all clips "
             "in parallel, so 10% is well under a second, less than Prefect's own fixed cost "
             "of a flow run on this server (creating the run, state changes, heartbeat "
-            "thread, the table artifact), before any clip: per clip the re-run still does "
-            "a cache lookup, one status call, re-hashes and probes the local file and "
-            "publishes its link.")
+            "thread, the preflight, the table artifact), before any clip: per clip the re-run "
+            "only reads its ledger entry and re-hashes and probes the local file (no task "
+            "run, no API or provider call: flows/ledger.py).")
         if settled is not None:
             text += (f" Started {f.get('settle_seconds', 10.0):g} s after the previous run "
                      f"instead of at once, the re-run takes {settled:.1f} s")
@@ -237,9 +237,8 @@ def b7_verdict_notes(f: dict[str, Any]) -> list[str]:
             text += (f" Measured with a {long_render['render_seconds']:g} s render (nearer "
                      f"real Hailuo times): first run {long_render['first']:.1f} s, re-run "
                      f"{long_render['rerun']:.1f} s = {long_render['ratio']:.0%}.")
-        text += (" What would close it at short renders: skip the per-clip tasks of finished "
-                 "clips altogether (a local ledger of verified clips keyed like the submit) "
-                 "and a PostgreSQL-backed server.")
+        text += (" What is left is per batch, not per clip: a PostgreSQL-backed server "
+                 "(no 503 back-off) is what would shorten it further.")
         notes.append(text)
     return notes
 
@@ -286,11 +285,11 @@ def b7_rerun(s: Settings) -> dict[str, Any]:
         f"per repetition. Repeated with a {long_render:g} s render (first run and an "
         "immediate re-run). Submits and downloads counted in the simulator's log over all "
         "re-runs.",
-        "What a re-run does per clip: submit is a Prefect cache hit (the persisted task id), "
-        "one status call sees the task completed, download_video finds the file and its "
-        "verification record (sha256 of the file + probe, no bytes fetched), the thumbnail "
-        "is kept (newer than the video), the manifest is rewritten, and the clip publishes "
-        "its link artifact (no progress artifact: the job is already final).",
+        "What a re-run does per clip: the ledger of verified clips (flows/ledger.py, keyed "
+        "like the submit cache) holds its result, and the file still verifies (size, sha256, "
+        "it decodes): the clip is not run at all (no task run, no status call, no provider "
+        "call). A clip without a valid entry takes the normal path: the submit is a Prefect "
+        "cache hit, one status call, download_video finds the verified file.",
     ]
     figures = {
         "render_seconds": render,

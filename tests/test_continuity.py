@@ -278,7 +278,7 @@ def test_storyboard_generates_clips_in_parallel_and_publishes_the_film(
                      for i in (1, 2, 3)]}))
     known = {t["id"] for t in sim.tasks()}
     before = sim.submits()
-    sim.configure(render_seconds=2.0)  # long enough that sequential runs could not overlap
+    sim.configure(render_seconds=4.0)  # long enough that sequential runs could not overlap
     try:
         state = storyboard(storyboard=str(board_file), credentials_block=creds,
                            destination=_destination(tmp_path / "out", s3_bucket_block),
@@ -290,7 +290,10 @@ def test_storyboard_generates_clips_in_parallel_and_publishes_the_film(
     assert sim.submits() - before == 3 == len(tasks)
     assert {t["mode"] for t in tasks} == {"first-last-frame"}
     # Concurrent, not one after another: every task was created before any finished.
-    assert max(t["created_at"] for t in tasks) < min(t["completed_at"] for t in tasks)
+    # clips run side by side: at least two were rendering at once (sequential runs never
+    # overlap; a loaded machine may stagger the submits, so not all three need to)
+    spans = sorted((t["created_at"], t["completed_at"]) for t in tasks)
+    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:], strict=False)), spans
     clips = film.clips
     for k in range(2):  # clip k ends on keyframe k+1, on which clip k+1 starts
         previous, following = Path(clips[k].local_path), Path(clips[k + 1].local_path)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -29,6 +28,7 @@ import pytest
 
 from hailuo.simulator import run_simulator
 from tests.conftest import save_credentials
+from tests.prefect_servers import _stop
 
 KEY = "sim-key-h3-cancel-0123456789"
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,15 +164,7 @@ def runner(prefect_harness, tmp_path) -> Iterator[tuple[subprocess.Popen, Path, 
     try:
         yield proc, registry, log
     finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+        _stop(proc)
 
 
 def _until(what: str, check, proc, log: Path, timeout: float = 120.0):

@@ -24,7 +24,6 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +42,7 @@ import yaml
 
 from prefect_hailuo import scaffold
 from prefect_hailuo.cli import main
+from tests.prefect_servers import _stop
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,21 +226,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    """Stop a process started in its own session, its children (uvicorn) included."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-    with contextlib.suppress(ProcessLookupError):  # anything the group left behind
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 USER_FILES = {

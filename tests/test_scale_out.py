@@ -173,6 +173,16 @@ def _parameters() -> dict:
     }
 
 
+def _run_batch(server: Server) -> tuple[str, BatchResult]:
+    """Run the batch deployment once; it must complete with every clip and none failed."""
+    run_id = _trigger(server, "hailuo-generate-batch/batch", _parameters())
+    run = _wait_final(server, [run_id], timeout=240)[run_id]
+    assert run["state"]["type"] == "COMPLETED", (run["state"], _worker_logs(server))
+    result = _batch_result(server, run_id)
+    assert len(result.clips) == CLIPS and not result.failed, result.failed
+    return run_id, result
+
+
 def _batch_result(server: Server, run_id: str) -> BatchResult:
     """The batch run's persisted result, read here as any API caller would."""
     from uuid import UUID
@@ -249,12 +259,7 @@ def test_a_batch_fans_out_over_both_workers_under_the_shared_rate_limit(
     rate-limited answer although the provider allows fewer submits a minute than the
     batch has clips, and nothing persisted on a worker's own disk."""
     before = sim.submits()
-    run_id = _trigger(deployed, "hailuo-generate-batch/batch", _parameters())
-    run = _wait_final(deployed, [run_id], timeout=240)[run_id]
-    assert run["state"]["type"] == "COMPLETED", (run["state"], _worker_logs(deployed))
-
-    result = _batch_result(deployed, run_id)
-    assert len(result.clips) == CLIPS and not result.failed, result.failed
+    run_id, result = _run_batch(deployed)
     assert sorted(c.name for c in result.clips) == [f"shot-{i:02d}"
                                                      for i in range(1, CLIPS + 1)]
     assert len({c.task_id for c in result.clips}) == CLIPS
@@ -298,12 +303,7 @@ def test_a_rerun_on_the_other_worker_pays_nothing(deployed, workers, sim, s3_end
     [left] = [name for name in WORKERS if name != gone]
     deployed.stop(gone)
     before = sim.submits()
-    run_id = _trigger(deployed, "hailuo-generate-batch/batch", _parameters())
-    run = _wait_final(deployed, [run_id], timeout=240)[run_id]
-    assert run["state"]["type"] == "COMPLETED", (run["state"], _worker_logs(deployed))
-
-    result = _batch_result(deployed, run_id)
-    assert len(result.clips) == CLIPS and not result.failed, result.failed
+    run_id, result = _run_batch(deployed)
     assert {c.name: c.task_id for c in result.clips} == first_run["task_ids"]
     assert sim.submits() == before
     assert not _rate_limited(sim), _rate_limited(sim)[:3]
